@@ -1,0 +1,105 @@
+"""One error tree for the whole library.
+
+Every error the library raises derives from :class:`EventSourceError`. Each
+subclass says what went wrong and, in its message, what to do about it. Driver
+errors are translated at the store boundary by SQLSTATE (PostgreSQL) or by
+SQLite's extended result code, never by matching message text.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+
+class EventSourceError(Exception):
+    """Root of every error raised by ``eventsource`` and ``projections``."""
+
+
+class InvalidInput(EventSourceError, ValueError):
+    """Input that can never be stored: fix the data and try again.
+
+    Attributes:
+        field: the offending field (``"payload"``, ``"event_type"``, ...), when known.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownReference(InvalidInput):
+    """An event names a plan or actor that does not exist (a foreign key failed)."""
+
+
+class UnknownPlan(EventSourceError, LookupError):
+    """The plan has no events (or does not exist)."""
+
+    def __init__(self, plan_id: UUID) -> None:
+        super().__init__(f"plan {plan_id} has no events; check the plan id")
+        self.plan_id = plan_id
+
+
+class UnknownEvent(EventSourceError, LookupError):
+    """No event has this id."""
+
+    def __init__(self, event_id: UUID) -> None:
+        super().__init__(f"no event with id {event_id}; check the event id")
+        self.event_id = event_id
+
+
+class ConcurrencyConflict(EventSourceError):
+    """The plan's stream was not at the version the writer expected.
+
+    Re-read the plan, decide again, and append with the new version.
+    """
+
+    def __init__(self, plan_id: UUID, expected: object, actual: int) -> None:
+        super().__init__(
+            f"plan {plan_id}: expected version {expected}, but the stream is at version "
+            f"{actual}; re-read the plan and retry with the current version"
+        )
+        self.plan_id = plan_id
+        self.expected = expected
+        self.actual = actual
+
+
+class IdempotencyConflict(EventSourceError):
+    """An event id was re-sent with different content than the stored event."""
+
+    def __init__(self, event_id: UUID, fields: list[str]) -> None:
+        super().__init__(
+            f"event {event_id} already exists with different {', '.join(fields)}; "
+            "re-sending an id is only allowed with identical content, use a new id"
+        )
+        self.event_id = event_id
+        self.fields = fields
+
+
+class SchemaMissing(EventSourceError):
+    """The database was never migrated (or is behind)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{detail}; run `eventsource migrate` against this database first")
+
+
+class StoreUnavailable(EventSourceError, ConnectionError):
+    """The database cannot be reached (after bounded retries)."""
+
+
+class NonDeterministicProjection(EventSourceError):
+    """Folding the same events twice gave different states: the reducer is impure."""
+
+    def __init__(self, projection: str, plan_id: UUID, first: str, second: str) -> None:
+        super().__init__(
+            f"projection {projection!r} is not deterministic: plan {plan_id} folded to "
+            f"hash {first[:12]} then {second[:12]}; a reducer must not read the clock, use "
+            "randomness, mutate its input, or depend on set/dict iteration order"
+        )
+        self.projection = projection
+        self.plan_id = plan_id
+        self.first = first
+        self.second = second
+
+
+class ConfigurationError(EventSourceError, ValueError):
+    """The configuration (database URL, projection name, ...) is unusable."""
