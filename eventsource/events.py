@@ -75,8 +75,7 @@ def _check_json(value: Any, path: str) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise InvalidInput(
-                f"{path} contains a NUL character (\\u0000), which jsonb cannot store; "
-                "remove it",
+                f"{path} contains a NUL character (\\u0000), which jsonb cannot store; remove it",
                 field="payload",
             )
     elif isinstance(value, bool) or value is None or isinstance(value, int):

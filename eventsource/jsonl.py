@@ -41,7 +41,9 @@ def parse_timestamp(value: Any, field: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidInput(f"{field} is not an RFC 3339 timestamp: {value!r}", field=field) from None
+        raise InvalidInput(
+            f"{field} is not an RFC 3339 timestamp: {value!r}", field=field
+        ) from None
     return check_timestamp(parsed, field)
 
 

@@ -1,0 +1,179 @@
+"""Folding: the pure core of the engine.
+
+``fold`` applies a projection to events already in stream order. Everything here
+is I/O-free; the engine (``projections.engine``) feeds it pages from the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from eventsource.errors import EventSourceError, InvalidInput
+from eventsource.events import RecordedEvent
+
+from .typing import Event, JSONValue, Projection
+
+S = TypeVar("S")
+
+
+class UnknownEventType(EventSourceError):
+    """Strict mode met an event type the projection does not handle."""
+
+    def __init__(self, projection: str, event: RecordedEvent) -> None:
+        super().__init__(
+            f"projection {projection!r} does not handle event type {event.event_type!r} "
+            f"(event {event.id}); add it to the projection or fold without strict mode"
+        )
+        self.event_type = event.event_type
+        self.event_id = event.id
+
+
+class InvalidEventPayload(InvalidInput):
+    """A stored payload does not match the projection's model for its type."""
+
+
+def freeze(value: Any) -> Any:
+    """A read-only deep copy of decoded JSON (mappings and tuples)."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def canonical_json(data: JSONValue) -> bytes:
+    """Canonical bytes: orjson, sorted keys, no whitespace."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
+def state_hash(canonical: bytes) -> str:
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def to_event(projection: Projection[Any], recorded: RecordedEvent) -> Event:
+    """Wrap a stored row for a reducer: validated (and upcast) payload, immutable."""
+    model = projection.payload_models.get(recorded.event_type)
+    payload: BaseModel | Mapping[str, Any]
+    if model is not None:
+        try:
+            payload = model.model_validate(recorded.payload)
+        except ValidationError as exc:
+            raise InvalidEventPayload(
+                f"event {recorded.id} ({recorded.event_type}) has a payload the projection "
+                f"{projection.name!r} cannot read: {exc.errors()[0]['msg']} at "
+                f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}",
+                field="payload",
+            ) from exc
+    else:
+        payload = freeze(recorded.payload)
+    return Event(
+        id=recorded.id,
+        plan_id=recorded.plan_id,
+        event_type=recorded.event_type,
+        payload=payload,
+        stage=recorded.stage,
+        actor_user_id=recorded.actor_user_id,
+        occurred_at=recorded.occurred_at,
+        created_at=recorded.created_at,
+    )
+
+
+def handles(projection: Projection[Any], event_type: str) -> bool:
+    return projection.handles is None or event_type in projection.handles
+
+
+@dataclass
+class FoldResult(Generic[S]):
+    """A state and how it was reached."""
+
+    state: S
+    folded: int = 0
+    """Events applied by ``evolve`` (plus those of the snapshot it started from)."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Event types the projection does not handle, with their counts."""
+    last: RecordedEvent | None = None
+    """The last event read (folded or skipped), the snapshot position."""
+
+
+def fold(
+    projection: Projection[S],
+    events: Iterable[RecordedEvent],
+    start: FoldResult[S],
+    *,
+    strict: bool = False,
+) -> FoldResult[S]:
+    """Fold ``events`` (already in stream order, live rows only) onto ``start``.
+
+    Raises:
+        UnknownEventType: in strict mode, for an event type the projection does
+            not handle.
+        InvalidEventPayload: a payload that fails the projection's model.
+    """
+    state = start.state
+    folded = start.folded
+    skipped = dict(start.skipped)
+    last = start.last
+    evolve = projection.evolve
+    for recorded in events:
+        last = recorded
+        if not handles(projection, recorded.event_type):
+            if strict:
+                raise UnknownEventType(projection.name, recorded)
+            skipped[recorded.event_type] = skipped.get(recorded.event_type, 0) + 1
+            continue
+        state = evolve(state, to_event(projection, recorded))
+        folded += 1
+    return FoldResult(state=state, folded=folded, skipped=skipped, last=last)
+
+
+def fold_from_scratch(
+    projection: Projection[S],
+    plan_id: Any,
+    events: Iterable[RecordedEvent],
+    *,
+    strict: bool = False,
+) -> FoldResult[S]:
+    """Fold a plan's whole stream starting from ``initial_state``."""
+    return fold(
+        projection,
+        events,
+        FoldResult(state=projection.initial_state(plan_id)),
+        strict=strict,
+    )
+
+
+def sort_key(projection: Projection[Any]) -> Any:
+    """The canonical stream order of DESIGN.md, for events held in memory.
+
+    ``occurred_at``, then ``created_at``, then the projection's tie rank, then ``id``.
+    """
+    ranks = projection.tie_rank
+
+    def key(event: RecordedEvent) -> tuple[Any, ...]:
+        return (event.occurred_at, event.created_at, ranks.get(event.event_type, 0), event.id)
+
+    return key
+
+
+def encode_state(projection: Projection[S], state: S) -> bytes:
+    return canonical_json(projection.to_json(state))
+
+
+def thaw(value: Any) -> Any:
+    """Plain dict/list copy of a frozen mapping (for serializing payloads)."""
+    return _thaw(value)
