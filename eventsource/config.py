@@ -28,9 +28,7 @@ def resolve_url(flag: str | None = None) -> URL:
         ConfigurationError: the URL cannot be parsed or names an unsupported database.
     """
     raw = flag or os.environ.get(ENV_VAR) or DEFAULT_URL
-    source = (
-        "--database-url" if flag else (ENV_VAR if os.environ.get(ENV_VAR) else "the default")
-    )
+    source = "--database-url" if flag else (ENV_VAR if os.environ.get(ENV_VAR) else "the default")
     try:
         url = make_url(raw)
     except ArgumentError:

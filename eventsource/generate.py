@@ -134,8 +134,8 @@ def _gap(rng: random.Random) -> timedelta:
     return timedelta(seconds=seconds, microseconds=rng.randrange(1_000_000))
 
 
-def _suggested_schedule(rng: random.Random, today: date, size: str) -> list[tuple[date, date]]:
-    start = add_months(today.replace(day=1), rng.randint(0, 3))
+def _suggested_schedule(first: date, size: str) -> list[tuple[date, date]]:
+    start = first
     stages = []
     for months in SUGGESTED_MONTHS[size]:
         following = add_months(start, months)
@@ -315,7 +315,8 @@ class _PlanSim:
         today = self.now.date()
         if self.profile.custom_schedule and self.rng.random() < 0.7:
             return _custom_schedule(self.rng, today)
-        return _suggested_schedule(self.rng, today, self.rng.choice(tuple(SUGGESTED_MONTHS)))
+        first = add_months(today.replace(day=1), self.rng.randint(0, 3))
+        return _suggested_schedule(first, self.rng.choice(tuple(SUGGESTED_MONTHS)))
 
     def schedule_name(self, version: int) -> str | None:
         roll = self.rng.random()
@@ -408,18 +409,21 @@ class _PlanSim:
             _Tx(self.now, [_Event("plan_created", None, {"name": self.name}, self.owner)])
         )
         if profile.target == "draft":
-            return self.finish()
+            self.finish()
+            return
         self.save_schedule("schedule_created", 1)
         for version in range(2, 2 + rng.choice((0, 0, 1, 1, 2, 3))):
             self.save_schedule("schedule_updated", version)
         if profile.target == "scheduling":
-            return self.finish()
+            self.finish()
+            return
         self.finalize()
         if profile.older:
             if rng.random() < 0.3:
                 self.save_schedule("schedule_updated", 9)
             if profile.target == "ready_to_start":
-                return self.finish()
+                self.finish()
+                return
             self.commit(_Event("plan_started", "analysis", {}, self.actor()))
             self.status, self.active = "in_progress", 0
             self.maybe_unknown()
@@ -433,7 +437,8 @@ class _PlanSim:
                 if profile.duplicate_extension and index == 0 and number == 0:
                     self.duplicate_extension(months)
             if profile.target == "in_progress" and index == profile.stop_stage:
-                return self.finish()
+                self.finish()
+                return
             completed = _Event("stage_completed", STAGES[index], {}, None)
             if index + 1 < len(STAGES):
                 following = _Event("stage_started", STAGES[index + 1], {}, None)
@@ -446,7 +451,6 @@ class _PlanSim:
                 self.active = index + 1
                 self.maybe_unknown()
         self.status, self.active = "completed", None
-        return None
 
     def finalize(self) -> None:
         if self.profile.older:
@@ -563,32 +567,36 @@ def generate_long_plan(events: int, seed: int, *, start: datetime | None = None)
     ``schedule_finalized``, then ``stage_extended`` on the analysis stage, one
     month each, until the count is reached. Every row has its own timestamp.
 
+    Each extension pushes the schedule a month later and dates end at year 9999,
+    so beyond about 95,000 events the schedule starts in an earlier century
+    (planned dates are independent of the event timestamps).
+
     Raises:
-        InvalidInput: ``events`` < 3, or so many that the schedule would pass
-            year 9999 (each extension adds a month: about 95,000 events at most).
+        InvalidInput: ``events`` < 3, or more than about 119,000.
     """
     if events < 3:
         raise InvalidInput(f"a long plan needs at least 3 events, got {events}", field="events")
     origin = _check_start(start)
     rng = random.Random(seed)
     owner, plan_id = _uuid(rng), _uuid(rng)
-    stages = _suggested_schedule(rng, origin.date(), "medium")
     extensions = events - 3
-    tail = stages[-1][1] - stages[0][1]
-    try:
-        add_months(stages[0][1], extensions) + tail
-    except (InvalidInput, OverflowError):
+    months = SUGGESTED_MONTHS["medium"]
+    following = origin.year * 12 + origin.month  # month index of next month's first day
+    latest = 9999 * 12 + 11 - extensions - sum(months) - 1
+    first_index = min(following, latest)
+    if first_index < 12:
         raise InvalidInput(
-            f"{events} events would extend the schedule past year 9999; "
-            "use fewer events (each stage_extended adds a month)",
+            f"{events} events would extend the schedule past year 9999 "
+            "(each stage_extended adds a month); use fewer events",
             field="events",
-        ) from None
+        )
+    stages = _suggested_schedule(date(first_index // 12, first_index % 12 + 1, 1), "medium")
     stage_ids = [_uuid(rng) for _ in STAGES]
     now = origin.replace(microsecond=0)
 
     def tick() -> datetime:
         nonlocal now
-        now += timedelta(seconds=rng.randint(1, 3600), microseconds=rng.randrange(10**6))
+        now += timedelta(seconds=rng.randint(1, 600), microseconds=rng.randrange(10**6))
         return now
 
     rows: list[dict[str, Any]] = []

@@ -21,7 +21,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
