@@ -47,7 +47,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from uuid6 import uuid7
 
 from . import feed
@@ -681,8 +680,9 @@ class EventStore:
             .order_by(events.c.occurred_at.desc(), events.c.created_at.desc(), events.c.id.desc())
             .limit(51)
         )
-        dialect = postgresql.dialect() if self.dialect == "postgresql" else sqlite.dialect()
-        return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        return str(
+            query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
+        )
 
     def audit(
         self, plan_id: UUID | str, *, page_size: int = DEFAULT_PAGE_SIZE

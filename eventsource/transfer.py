@@ -1,0 +1,379 @@
+"""Import and export of the JSONL exchange format (``eventsource.jsonl``).
+
+An import is one transaction: it streams the file in chunks, and a bad line (or
+any failure) rolls back everything, naming the line. Ids, timestamps and
+``deleted_at`` are kept exactly. Rows already stored with the same content are
+skipped, so importing a file twice changes nothing. On PostgreSQL new rows go in
+with ``COPY``; the import holds ``SHARE ROW EXCLUSIVE`` on the event table so no
+append can interleave with it (plan-level locks would not scale to a whole file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, Final
+from uuid import UUID, uuid5
+
+import orjson
+from sqlalchemy import Connection, func, select, text
+
+from .errors import IdempotencyConflict, InvalidInput, UnknownReference
+from .events import (
+    RecordedEvent,
+    validate_event_type,
+    validate_payload,
+    validate_stage,
+)
+from .jsonl import dumps_row, event_to_row, row_to_event
+from .store import EventStore, WriteNotice
+from .tables import course_designer_plans, events, users
+
+CHUNK: Final = 2000
+SYSTEM_USER_NAMESPACE: Final = UUID("5b0a4a3e-6f0f-4f5e-9a55-0c4c1f8a9d10")
+
+Progress = Callable[[int], None]
+"""Called with the number of lines (or rows) just processed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    read: int
+    inserted: int
+    unchanged: int
+    plans: int
+    users_created: int = 0
+    plans_created: int = 0
+
+
+def parse_lines(lines: Iterable[bytes | str]) -> Iterator[tuple[int, RecordedEvent]]:
+    """Parse and validate JSONL lines, yielding ``(line_number, event)``.
+
+    Raises:
+        InvalidInput: the message starts with ``line N:`` and names the field.
+    """
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInput(f"not valid JSON ({exc})") from None
+            event = row_to_event(row)
+            validate_event_type(event.event_type)
+            validate_payload(event.payload)
+            validate_stage(event.stage)
+        except InvalidInput as exc:
+            raise InvalidInput(f"line {number}: {exc}", field=exc.field) from None
+        yield number, event
+
+
+def _content_key(event: RecordedEvent) -> bytes:
+    return hashlib.sha256(
+        orjson.dumps(
+            [
+                str(event.plan_id),
+                event.event_type,
+                event.payload,
+                event.stage,
+                None if event.actor_user_id is None else str(event.actor_user_id),
+                event.occurred_at.isoformat(),
+                event.created_at.isoformat(),
+            ],
+            option=orjson.OPT_SORT_KEYS,
+        )
+    ).digest()
+
+
+def _differing(stored: RecordedEvent, incoming: RecordedEvent) -> list[str]:
+    names = ("plan_id", "event_type", "payload", "stage", "actor_user_id", "occurred_at")
+    out = [
+        name
+        for name in names
+        if orjson.dumps(getattr(stored, name), option=orjson.OPT_SORT_KEYS)
+        != orjson.dumps(getattr(incoming, name), option=orjson.OPT_SORT_KEYS)
+    ]
+    if stored.created_at != incoming.created_at:
+        out.append("created_at")
+    return out
+
+
+class _Importer:
+    def __init__(self, store: EventStore, connection: Connection, create_parents: bool) -> None:
+        self.store = store
+        self.connection = connection
+        self.create_parents = create_parents
+        self.known_plans: set[UUID] = set()
+        self.known_users: set[UUID] = set()
+        self.seen: dict[UUID, bytes] = {}
+        self.earliest: dict[UUID, Any] = {}
+        self.inserted = 0
+        self.unchanged = 0
+        self.users_created = 0
+        self.plans_created = 0
+
+    def chunk(self, batch: list[tuple[int, RecordedEvent]]) -> None:
+        fresh: list[tuple[int, RecordedEvent]] = []
+        for number, event in batch:
+            key = _content_key(event)
+            previous = self.seen.get(event.id)
+            if previous is not None:
+                if previous != key:
+                    raise IdempotencyConflict(event.id, ["content (repeated in the file)"])
+                self.unchanged += 1
+                continue
+            self.seen[event.id] = key
+            fresh.append((number, event))
+        stored = {row.id: row for row in self.store_rows([event.id for _, event in fresh])}
+        new: list[tuple[int, RecordedEvent]] = []
+        for number, event in fresh:
+            existing = stored.get(event.id)
+            if existing is None:
+                new.append((number, event))
+                continue
+            differing = _differing(existing, event)
+            if differing:
+                conflict = IdempotencyConflict(event.id, differing)
+                raise IdempotencyConflict_at(number, conflict)
+            self.unchanged += 1
+        if not new:
+            return
+        self.check_parents(new)
+        if self.connection.dialect.name == "postgresql":
+            self.copy([event for _, event in new])
+        else:
+            self.connection.execute(events.insert(), [_as_row(event) for _, event in new])
+        self.inserted += len(new)
+        for _, event in new:
+            current = self.earliest.get(event.plan_id)
+            if current is None or event.occurred_at < current:
+                self.earliest[event.plan_id] = event.occurred_at
+
+    def store_rows(self, ids: list[UUID]) -> list[RecordedEvent]:
+        if not ids:
+            return []
+        from .store import _EVENT_COLUMNS, _row_to_event
+
+        return [
+            _row_to_event(row)
+            for row in self.connection.execute(select(*_EVENT_COLUMNS).where(events.c.id.in_(ids)))
+        ]
+
+    def check_parents(self, new: list[tuple[int, RecordedEvent]]) -> None:
+        plans: dict[UUID, tuple[int, UUID | None]] = {}
+        actors: dict[UUID, int] = {}
+        for number, event in new:
+            if event.plan_id not in self.known_plans:
+                first = plans.get(event.plan_id)
+                creator = event.actor_user_id if event.event_type == "plan_created" else None
+                if first is None or (first[1] is None and creator is not None):
+                    plans[event.plan_id] = (first[0] if first else number, creator)
+            if event.actor_user_id is not None and event.actor_user_id not in self.known_users:
+                actors.setdefault(event.actor_user_id, number)
+        if actors:
+            present = set(
+                self.connection.execute(
+                    select(users.c.id).where(users.c.id.in_(list(actors)))
+                ).scalars()
+            )
+            missing = [a for a in actors if a not in present]
+            if missing and not self.create_parents:
+                raise UnknownReference(
+                    f"line {actors[missing[0]]}: actor_user_id {missing[0]} is not a user; "
+                    "create it first, or import with --create-parents into a standalone database",
+                    field="actor_user_id",
+                )
+            if missing:
+                self.connection.execute(users.insert(), [{"id": a} for a in missing])
+                self.users_created += len(missing)
+            self.known_users.update(actors)
+        if plans:
+            present = set(
+                self.connection.execute(
+                    select(course_designer_plans.c.id).where(
+                        course_designer_plans.c.id.in_(list(plans))
+                    )
+                ).scalars()
+            )
+            missing_plans = [p for p in plans if p not in present]
+            if missing_plans and not self.create_parents:
+                raise UnknownReference(
+                    f"line {plans[missing_plans[0]][0]}: course_designer_plan_id "
+                    f"{missing_plans[0]} is not a plan; create it first, or import with "
+                    "--create-parents into a standalone database",
+                    field="course_designer_plan_id",
+                )
+            if missing_plans:
+                rows = []
+                for plan in missing_plans:
+                    creator = plans[plan][1] or self.system_user()
+                    rows.append({"id": plan, "created_by_user_id": creator})
+                self.connection.execute(course_designer_plans.insert(), rows)
+                self.plans_created += len(rows)
+            self.known_plans.update(plans)
+
+    def system_user(self) -> UUID:
+        """The creator recorded for a stand-in plan whose creation was not evented."""
+        user = uuid5(SYSTEM_USER_NAMESPACE, "eventsource-import")
+        if user not in self.known_users:
+            exists = self.connection.execute(
+                select(func.count()).select_from(users).where(users.c.id == user)
+            ).scalar_one()
+            if not exists:
+                self.connection.execute(users.insert().values(id=user))
+                self.users_created += 1
+            self.known_users.add(user)
+        return user
+
+    def copy(self, batch: list[RecordedEvent]) -> None:
+        raw = self.connection.connection.driver_connection
+        assert raw is not None
+        columns = (
+            "id, course_designer_plan_id, actor_user_id, event_type, stage, payload, "
+            "occurred_at, created_at, updated_at, deleted_at"
+        )
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY course_designer_plan_events ({columns}) FROM STDIN") as copy,
+        ):
+            for event in batch:
+                copy.write_row(
+                    (
+                        event.id,
+                        event.plan_id,
+                        event.actor_user_id,
+                        event.event_type,
+                        event.stage,
+                        orjson.dumps(event.payload).decode(),
+                        event.occurred_at,
+                        event.created_at,
+                        event.updated_at,
+                        event.deleted_at,
+                    )
+                )
+
+
+def IdempotencyConflict_at(number: int, conflict: IdempotencyConflict) -> IdempotencyConflict:
+    error = IdempotencyConflict(conflict.event_id, conflict.fields)
+    error.args = (f"line {number}: {conflict}",)
+    return error
+
+
+def _as_row(event: RecordedEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "course_designer_plan_id": event.plan_id,
+        "actor_user_id": event.actor_user_id,
+        "event_type": event.event_type,
+        "stage": event.stage,
+        "payload": event.payload,
+        "occurred_at": event.occurred_at,
+        "created_at": event.created_at,
+        "updated_at": event.updated_at,
+        "deleted_at": event.deleted_at,
+    }
+
+
+def import_events(
+    store: EventStore,
+    lines: Iterable[bytes | str],
+    *,
+    create_parents: bool = False,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import JSONL lines in one transaction (all or nothing).
+
+    Raises:
+        InvalidInput: a bad line (the message names its number and field).
+        UnknownReference: a plan or actor that does not exist, without
+            ``create_parents``.
+        IdempotencyConflict: an id already stored (or repeated) with other content.
+    """
+    read = 0
+    with store.write_transaction() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("LOCK TABLE course_designer_plan_events IN SHARE ROW EXCLUSIVE MODE")
+            )
+            now = connection.execute(text("SELECT now()")).scalar_one()
+        else:
+            now = store.lock_plan(connection, UUID(int=0))
+        importer = _Importer(store, connection, create_parents)
+        batch: list[tuple[int, RecordedEvent]] = []
+        for item in parse_lines(lines):
+            batch.append(item)
+            if len(batch) >= CHUNK:
+                importer.chunk(batch)
+                read += len(batch)
+                if progress is not None:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            importer.chunk(batch)
+            read += len(batch)
+            if progress is not None:
+                progress(len(batch))
+        for plan_id in sorted(importer.earliest):
+            store.after_write(
+                connection, WriteNotice(plan_id, "import", importer.earliest[plan_id]), now
+            )
+    return ImportResult(
+        read=read,
+        inserted=importer.inserted,
+        unchanged=importer.unchanged,
+        plans=len(importer.earliest),
+        users_created=importer.users_created,
+        plans_created=importer.plans_created,
+    )
+
+
+def import_file(
+    store: EventStore,
+    path: str,
+    *,
+    create_parents: bool = False,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import a JSONL file (``-`` is not accepted here; pass lines instead)."""
+    with open(path, "rb") as handle:
+        return import_events(store, handle, create_parents=create_parents, progress=progress)
+
+
+def export_rows(
+    store: EventStore,
+    plan_ids: Iterable[UUID] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> Iterator[RecordedEvent]:
+    """Every row (deleted ones included), plan by plan, each plan in stream order."""
+    from .store import _EVENT_COLUMNS, _row_to_event
+
+    for plan_id in plan_ids if plan_ids is not None else store.plan_ids():
+        query = (
+            select(*_EVENT_COLUMNS)
+            .where(events.c.course_designer_plan_id == plan_id)
+            .order_by(events.c.occurred_at, events.c.created_at, events.c.id)
+        )
+        with store.read_transaction() as connection:
+            rows = [_row_to_event(row) for row in connection.execute(query)]
+        yield from rows
+        if progress is not None:
+            progress(1)
+
+
+def export_file(
+    store: EventStore,
+    out: IO[str],
+    plan_ids: Iterable[UUID] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> int:
+    """Write the export to ``out``; returns the number of rows written."""
+    count = 0
+    for event in export_rows(store, plan_ids, progress=progress):
+        out.write(dumps_row(event_to_row(event)))
+        out.write("\n")
+        count += 1
+    return count

@@ -1,0 +1,1 @@
+"""projections: the engine folding plan streams into states, and its projections."""
