@@ -71,12 +71,16 @@ def make_engine(url: URL | str | None = None, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
+    # Sessions run in UTC; libpq ``options`` given in the URL (a search_path, say)
+    # are kept alongside.
+    extra = resolved.query.get("options", "")
+    options = " ".join(["-c timezone=UTC", *([extra] if isinstance(extra, str) else extra)])
     return create_engine(
-        resolved,
+        resolved.difference_update_query(["options"]),
         json_serializer=_json_serializer,
         json_deserializer=orjson.loads,
         pool_pre_ping=True,
-        connect_args={"options": "-c timezone=UTC"},
+        connect_args={"options": options.strip()},
         **kwargs,
     )
 

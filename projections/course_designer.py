@@ -39,13 +39,18 @@ __all__ = [
     "PlanCreated",
     "PlanStarted",
     "PlanState",
+    "PlanStatus",
+    "PlannedStage",
     "ScheduleCreated",
     "ScheduleFinalized",
     "ScheduleUpdated",
     "StageCompleted",
     "StageExtended",
+    "StageName",
+    "StageSnapshot",
     "StageStarted",
     "StageState",
+    "StageStatus",
     "add_months",
 ]
 

@@ -1,0 +1,120 @@
+"""Fixtures: one contract suite, every backend.
+
+``backend_url`` is parametrized over SQLite and PostgreSQL. PostgreSQL comes from
+``EVENTSOURCE_TEST_DATABASE_URL``, else ``postgresql://postgres@127.0.0.1:5432/test``.
+Each test gets its own schema there (its own file on SQLite), migrated fresh.
+With no PostgreSQL reachable its tests skip with one line saying why, unless
+``EVENTSOURCE_REQUIRE_POSTGRES=1`` (CI), when they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+
+from eventsource import migrate
+from eventsource.config import make_engine
+from eventsource.store import EventStore
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+DATA = Path(__file__).parent / "data"
+
+
+def pg_base_url() -> str:
+    return os.environ.get("EVENTSOURCE_TEST_DATABASE_URL", DEFAULT_PG)
+
+
+@cache
+def pg_unreachable_reason() -> str | None:
+    url = pg_base_url().replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {url} is unreachable ({type(exc).__name__}); set EVENTSOURCE_TEST_DATABASE_URL"
+    return None
+
+
+def require_postgres() -> str:
+    """The PostgreSQL base URL, or skip (fail in CI) with the reason."""
+    reason = pg_unreachable_reason()
+    if reason is not None:
+        if os.environ.get("EVENTSOURCE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"EVENTSOURCE_REQUIRE_POSTGRES=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return pg_base_url()
+
+
+def pg_schema_url(schema: str) -> str:
+    base = require_postgres()
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema},public"
+
+
+def create_pg_schema() -> str:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(require_postgres().replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return schema
+
+
+def drop_pg_schema(schema: str) -> None:
+    with psycopg.connect(pg_base_url().replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty, unmigrated database URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    schema = create_pg_schema()
+    try:
+        yield pg_schema_url(schema)
+    finally:
+        drop_pg_schema(schema)
+
+
+@pytest.fixture
+def engine(backend_url: str) -> Iterator[Engine]:
+    """A migrated engine on each backend."""
+    eng = make_engine(backend_url)
+    migrate.upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine) -> EventStore:
+    return EventStore(engine)
+
+
+def make_plan(engine: Engine, plan_id: uuid.UUID | None = None) -> tuple[uuid.UUID, uuid.UUID]:
+    """A user and a plan created by them (the host's parent rows)."""
+    user, plan = uuid.uuid4(), plan_id or uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id) VALUES (:u)"), {"u": str(user)})
+        conn.execute(
+            text("INSERT INTO course_designer_plans (id, created_by_user_id) VALUES (:p, :u)"),
+            {"p": str(plan), "u": str(user)},
+        )
+    return plan, user
+
+
+@pytest.fixture
+def plan(engine: Engine) -> tuple[uuid.UUID, uuid.UUID]:
+    """(plan_id, user_id) of a fresh plan."""
+    return make_plan(engine)
