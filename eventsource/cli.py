@@ -457,5 +457,15 @@ def demo(database_url: str | None, plans: int, seed: int) -> None:
     run_demo(database_url, plans=plans, seed=seed)
 
 
+def _attach_projection_commands() -> None:
+    # The CLI is the top layer, the one place that glues store and engine.
+    from projections.cli_views import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_attach_projection_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -503,7 +503,12 @@ class EventStore:
         return fresh
 
     def after_write(self, connection: Connection, notice: WriteNotice, now: datetime) -> None:
-        """Stale snapshots, record the change, run hooks: the write's bookkeeping."""
+        """Record the change, stale snapshots, run hooks: the write's bookkeeping.
+
+        The order is the lock order every transaction follows (plan lock, then the
+        change-feed row, then snapshot rows), so writers and workers never deadlock.
+        """
+        feed.record_change(connection, notice.plan_id, now)
         connection.execute(
             update(snapshots)
             .where(
@@ -513,7 +518,6 @@ class EventStore:
             )
             .values(stale=True)
         )
-        feed.record_change(connection, notice.plan_id, now)
         for hook in self.hooks:
             hook.after_write(self, connection, notice)
 

@@ -1,0 +1,293 @@
+"""The projection commands of the ``eventsource`` CLI: state, replay, verify, and
+the views ``timeline --changes`` and ``demo`` use. Attached to the top-level
+group by ``eventsource.cli`` (the one place that glues the store and the engine).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+from uuid import UUID
+
+import click
+import orjson
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from eventsource.cli import (
+    EXIT_DIFFERENCES,
+    database_option,
+    emit_json,
+    format_option,
+    open_store,
+    parse_time,
+    parse_uuid,
+    progress_bar,
+)
+from eventsource.errors import UnknownPlan
+from eventsource.jsonl import format_timestamp
+from eventsource.store import EventStore
+
+from .engine import ProjectionEngine
+from .registry import discover
+from .typing import Projection
+
+
+def projection_option(function: Any) -> Any:
+    return click.option(
+        "--projection",
+        default=None,
+        help="Projection name (default: course_designer_plan); third-party ones are "
+        "found through the 'eventsource.projections' entry-point group.",
+    )(function)
+
+
+def _projection(name: str | None) -> Projection[Any]:
+    return discover().get_projection(name)
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def print_changes(
+    store: EventStore, plan_id: UUID, projection_name: str | None, output_format: str, limit: int
+) -> None:
+    """``timeline PLAN --changes``: newest first, each event with its field changes."""
+    projection = _projection(projection_name)
+    engine = ProjectionEngine(store)
+    history = list(engine.changes(projection, plan_id))
+    if not history:
+        raise UnknownPlan(plan_id)
+    newest_first = list(reversed(history))[:limit]
+    if output_format in ("json", "jsonl"):
+        records = [
+            {
+                "id": str(event.id),
+                "event_type": event.event_type,
+                "occurred_at": format_timestamp(event.occurred_at),
+                "actor_user_id": None if event.actor_user_id is None else str(event.actor_user_id),
+                "changes": [
+                    {"field": c.path, "before": c.before, "after": c.after} for c in changes
+                ],
+            }
+            for event, changes in newest_first
+        ]
+        if output_format == "json":
+            emit_json(records)
+        else:
+            for record in records:
+                click.echo(orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode())
+        return
+    table = Table(title=f"plan {plan_id}: what each event changed, newest first")
+    table.add_column("occurred_at", no_wrap=True)
+    table.add_column("event_type")
+    table.add_column("actor", no_wrap=True)
+    table.add_column("changes", overflow="fold")
+    for event, changes in newest_first:
+        text = "\n".join(
+            escape(f"{c.path}: {_short(c.before)} → {_short(c.after)}") for c in changes
+        )
+        table.add_row(
+            format_timestamp(event.occurred_at),
+            event.event_type,
+            "system" if event.actor_user_id is None else str(event.actor_user_id)[:8],
+            text or "[dim](no change to plan state)[/]",
+        )
+    Console().print(table)
+
+
+def demo_report(store: EventStore, console: Console) -> None:
+    """Rebuild every plan, summarize, and tell one plan's story."""
+    projection = _projection(None)
+    engine = ProjectionEngine(store)
+    plan_ids = list(store.plan_ids())
+    with progress_bar("rebuilding plan states", len(plan_ids)) as advance:
+        report = engine.replay(projection, plan_ids, progress=advance)
+    statuses: dict[str, int] = {}
+    richest: tuple[int, UUID] | None = None
+    for plan_id in plan_ids:
+        loaded = engine.load(projection, plan_id)
+        status = str(loaded.json["status"]) if isinstance(loaded.json, dict) else "?"
+        statuses[status] = statuses.get(status, 0) + 1
+        if richest is None or loaded.event_count > richest[0]:
+            richest = (loaded.event_count, plan_id)
+    console.print(
+        f"[bold]3. replay[/] rebuilt {report.rebuilt} plan snapshots with "
+        f"{projection.name} v{projection.version}"
+    )
+    summary = Table(title="plans by status", title_justify="left")
+    summary.add_column("status")
+    summary.add_column("plans", justify="right")
+    for status, count in sorted(statuses.items()):
+        summary.add_row(status, str(count))
+    console.print(summary)
+    if richest is None:
+        return
+    plan_id = richest[1]
+    console.print(f"[bold]4. timeline with changes[/] of plan {plan_id}:")
+    print_changes(store, plan_id, None, "table", 20)
+    console.print(
+        "next: eventsource state " + str(plan_id) + " --format json   |   "
+        "eventsource timeline " + str(plan_id) + "   |   eventsource verify"
+    )
+
+
+@click.command()
+@database_option
+@format_option
+@projection_option
+@click.argument("plan", required=False)
+@click.option("--all", "all_plans", is_flag=True, help="Every plan (jsonl: one state a line).")
+@click.option("--as-of", help="Valid time: only events that occurred by then (RFC 3339).")
+@click.option(
+    "--known-at",
+    help="Record time: the stream as recorded by then and not yet retracted (RFC 3339).",
+)
+def state(
+    database_url: str | None,
+    output_format: str,
+    projection: str | None,
+    plan: str | None,
+    all_plans: bool,
+    as_of: str | None,
+    known_at: str | None,
+) -> None:
+    """A plan's state (snapshot + newer events), optionally as of a time."""
+    if (plan is None) == (not all_plans):
+        raise click.UsageError("give a PLAN id or --all (not both)")
+    store = open_store(database_url)
+    chosen = _projection(projection)
+    engine = ProjectionEngine(store)
+    valid = parse_time(as_of, "as-of")
+    known = parse_time(known_at, "known-at")
+    plan_ids = list(store.plan_ids()) if all_plans else [parse_uuid(plan or "", "plan")]
+    states = (engine.load(chosen, plan_id, as_of=valid, known_at=known) for plan_id in plan_ids)
+    if output_format == "jsonl":
+        for loaded in states:
+            click.echo(orjson.dumps(loaded.json, option=orjson.OPT_SORT_KEYS).decode())
+        return
+    if output_format == "json":
+        if all_plans:
+            emit_json([loaded.json for loaded in states])
+        else:
+            emit_json(next(iter(states)).json)
+        return
+    console = Console()
+    for loaded in states:
+        table = Table(
+            title=f"plan {loaded.plan_id} ({chosen.name} v{chosen.version}, "
+            f"{loaded.event_count} events, hash {loaded.hash[:12]})",
+            title_justify="left",
+        )
+        table.add_column("field")
+        table.add_column("value", overflow="fold")
+        data = loaded.json if isinstance(loaded.json, dict) else {"state": loaded.json}
+        for key, value in sorted(data.items()):
+            if key == "stages" and isinstance(value, list):
+                for stage in value:
+                    table.add_row(
+                        f"stage {stage.get('stage')}",
+                        f"{stage.get('status')}  planned {stage.get('planned_starts_on')}"
+                        f" → {stage.get('planned_ends_on')}  started "
+                        f"{_short(stage.get('actual_started_at'))}  completed "
+                        f"{_short(stage.get('actual_completed_at'))}",
+                    )
+            else:
+                table.add_row(key, _short(value))
+        console.print(table)
+
+
+@click.command()
+@database_option
+@projection_option
+@click.option("--plan", "plans", multiple=True, help="Only this plan (repeatable).")
+@click.option("--run", help="Name of the run to resume (default: projection@version).")
+@click.option("--restart", is_flag=True, help="Forget an interrupted run and start over.")
+def replay(
+    database_url: str | None,
+    projection: str | None,
+    plans: tuple[str, ...],
+    run: str | None,
+    restart: bool,
+) -> None:
+    """Rebuild snapshots from scratch; an interrupted run resumes where it stopped."""
+    store = open_store(database_url)
+    chosen = _projection(projection)
+    engine = ProjectionEngine(store)
+    plan_ids = [parse_uuid(p, "plan") for p in plans] or list(store.plan_ids())
+    with progress_bar(f"replaying {chosen.name} v{chosen.version}", len(plan_ids)) as advance:
+        report = engine.replay(chosen, plan_ids, run=run, restart=restart, progress=advance)
+    click.echo(
+        f"rebuilt {report.rebuilt} plans"
+        + (
+            f", {report.skipped_done} already done by run {report.run!r}"
+            if report.skipped_done
+            else ""
+        )
+    )
+
+
+@click.command()
+@database_option
+@format_option
+@projection_option
+@click.option("--plan", "plans", multiple=True, help="Only this plan (repeatable).")
+def verify(
+    database_url: str | None, output_format: str, projection: str | None, plans: tuple[str, ...]
+) -> None:
+    """Fold every plan twice from scratch; compare the hashes and the stored snapshot.
+
+    Exits 3 and names each plan that differs (a non-deterministic reducer or a
+    snapshot that disagrees with its events).
+    """
+    store = open_store(database_url)
+    chosen = _projection(projection)
+    engine = ProjectionEngine(store)
+    plan_ids = [parse_uuid(p, "plan") for p in plans] or list(store.plan_ids())
+    reports = []
+    with progress_bar("verifying", len(plan_ids)) as advance:
+        for plan_id in plan_ids:
+            reports.append(engine.verify(chosen, plan_id))
+            advance(1)
+    bad = [r for r in reports if not r.ok]
+    if output_format in ("json", "jsonl"):
+        records = [
+            {
+                "plan_id": str(r.plan_id),
+                "deterministic": r.deterministic,
+                "first_hash": r.first_hash,
+                "second_hash": r.second_hash,
+                "snapshot": r.snapshot_status,
+                "ok": r.ok,
+            }
+            for r in (reports if output_format == "jsonl" else bad)
+        ]
+        if output_format == "json":
+            emit_json({"plans": len(reports), "differing": records})
+        else:
+            for record in records:
+                click.echo(orjson.dumps(record).decode())
+    else:
+        for r in bad:
+            reason = (
+                "NOT DETERMINISTIC (the reducer reads the clock, randomness, mutable input "
+                "or iteration order)"
+                if not r.deterministic
+                else f"snapshot {r.snapshot_status}"
+            )
+            click.echo(f"{r.plan_id}: {reason}")
+        click.echo(
+            f"verified {len(reports)} plans with {chosen.name} v{chosen.version}: "
+            + ("all deterministic and consistent" if not bad else f"{len(bad)} differ")
+        )
+    if bad:
+        sys.exit(EXIT_DIFFERENCES)
+
+
+COMMANDS = (state, replay, verify)

@@ -1,0 +1,420 @@
+"""The engine: load, rebuild, snapshot, verify and replay plan states.
+
+Loading a plan is its usable snapshot plus the events after the snapshot's
+position; a snapshot is usable only for the same projection version and while no
+write has landed at or before its position (the store marks it stale in the
+writing transaction). Every snapshot is written in a transaction that holds the
+plan's write lock, so no backfill or delete can slip in between the read that
+produced a state and the write that stores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from sqlalchemy import Connection, delete, select
+
+from eventsource.errors import NonDeterministicProjection, UnknownPlan
+from eventsource.events import RecordedEvent
+from eventsource.store import EventStore, StreamPosition, WriteNotice
+from eventsource.tables import replay_progress
+
+from . import snapshots
+from .fold import FoldResult, canonical_json, fold, state_hash
+from .typing import JSONValue, Projection
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class LoadedState(Generic[S]):
+    """A plan's state and how the engine got it."""
+
+    plan_id: UUID
+    projection: str
+    state: S
+    json: JSONValue
+    hash: str
+    event_count: int
+    """Live events covered (folded + skipped)."""
+    skipped: dict[str, int]
+    """Event types skipped during this load (not those before a snapshot)."""
+    position: StreamPosition | None
+    from_snapshot: bool
+    tail: int
+    """Events read after the snapshot (all of them when none was used)."""
+
+
+@dataclass
+class VerifyReport:
+    plan_id: UUID
+    first_hash: str
+    second_hash: str
+    snapshot_hash: str | None
+    """Hash of snapshot + tail, when a usable snapshot exists."""
+    snapshot_status: str  # "ok" | "missing" | "stale" | "other-version" | "differs"
+
+    @property
+    def deterministic(self) -> bool:
+        return self.first_hash == self.second_hash
+
+    @property
+    def ok(self) -> bool:
+        return self.deterministic and self.snapshot_status in ("ok", "missing", "stale")
+
+
+@dataclass
+class ReplayReport:
+    run: str
+    rebuilt: int = 0
+    skipped_done: int = 0
+    plans: list[UUID] = field(default_factory=list)
+
+
+class ProjectionEngine:
+    """Folds plans through projections, with snapshots.
+
+    Args:
+        store: the event store.
+        snapshot_every: store a snapshot when a load folded at least this many
+            events after the previous one (None: only on demand / inline).
+        strict: raise on event types a projection does not handle.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        snapshot_every: int | None = 500,
+        strict: bool = False,
+    ) -> None:
+        self.store = store
+        self.snapshot_every = snapshot_every
+        self.strict = strict
+
+    # -- folding ------------------------------------------------------------
+
+    def _fold_stream(
+        self,
+        projection: Projection[S],
+        plan_id: UUID,
+        *,
+        connection: Connection | None = None,
+        start: snapshots.Snapshot | None = None,
+        valid_at: datetime | None = None,
+        known_at: datetime | None = None,
+    ) -> LoadedState[S]:
+        ranks = projection.tie_rank
+        if start is not None:
+            begin = FoldResult(state=projection.from_json(start.state), folded=start.event_count)
+            after = start.position
+        else:
+            begin = FoldResult(state=projection.initial_state(plan_id))
+            after = None
+        result = fold(
+            projection,
+            self.store.read(
+                plan_id,
+                after=after,
+                tie_rank=ranks,
+                valid_at=valid_at,
+                known_at=known_at,
+                connection=connection,
+            ),
+            begin,
+            strict=self.strict,
+        )
+        skipped_total = sum(result.skipped.values())
+        tail = result.folded - begin.folded + skipped_total
+        position = after if result.last is None else StreamPosition.of(result.last, ranks)
+        data = projection.to_json(result.state)
+        return LoadedState(
+            plan_id=plan_id,
+            projection=projection.name,
+            state=result.state,
+            json=data,
+            hash=state_hash(canonical_json(data)),
+            event_count=result.folded + skipped_total,
+            skipped=result.skipped,
+            position=position,
+            from_snapshot=start is not None,
+            tail=tail,
+        )
+
+    def fold_from_scratch(
+        self,
+        projection: Projection[S],
+        plan_id: UUID,
+        *,
+        valid_at: datetime | None = None,
+        known_at: datetime | None = None,
+        connection: Connection | None = None,
+    ) -> LoadedState[S]:
+        """Fold every live event of the plan, ignoring snapshots."""
+        return self._fold_stream(
+            projection, plan_id, valid_at=valid_at, known_at=known_at, connection=connection
+        )
+
+    def load(
+        self,
+        projection: Projection[S],
+        plan_id: UUID,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
+        use_snapshot: bool = True,
+    ) -> LoadedState[S]:
+        """The plan's state: snapshot + tail, or a time-travel fold.
+
+        Args:
+            as_of: valid time: only events that occurred at or before it.
+            known_at: record time: the events recorded by then and not retracted
+                at that moment (what the system knew then).
+
+        Raises:
+            UnknownPlan: the plan has no events at all.
+        """
+        if known_at is not None or not use_snapshot:
+            loaded = self._fold_stream(projection, plan_id, valid_at=as_of, known_at=known_at)
+        else:
+            with self.store.read_transaction() as connection:
+                snapshot = snapshots.load(connection, plan_id, projection.name)
+                usable = snapshot is not None and snapshot.usable_for(
+                    projection.name, projection.version
+                )
+                if usable and as_of is not None:
+                    # The snapshot covers only events up to its position: valid
+                    # for an as-of view that includes that whole prefix.
+                    assert snapshot is not None
+                    usable = (
+                        snapshot.position is not None and snapshot.position.occurred_at <= as_of
+                    )
+                loaded = self._fold_stream(
+                    projection,
+                    plan_id,
+                    connection=connection,
+                    start=snapshot if usable else None,
+                    valid_at=as_of,
+                )
+            if (
+                as_of is None
+                and self.snapshot_every is not None
+                and loaded.tail >= self.snapshot_every
+            ):
+                self.snapshot(projection, plan_id)
+        if loaded.event_count == 0 and self.store.version(plan_id) == 0:
+            raise UnknownPlan(plan_id)
+        return loaded
+
+    # -- snapshots ------------------------------------------------------------
+
+    def refresh(
+        self, connection: Connection, projection: Projection[S], plan_id: UUID
+    ) -> LoadedState[S]:
+        """Bring the plan's snapshot up to date inside the caller's write transaction.
+
+        The caller holds the plan's write lock (``EventStore.lock_plan``).
+        """
+        snapshot = snapshots.load(connection, plan_id, projection.name)
+        usable = snapshot is not None and snapshot.usable_for(projection.name, projection.version)
+        loaded = self._fold_stream(
+            projection, plan_id, connection=connection, start=snapshot if usable else None
+        )
+        if usable and snapshot is not None and loaded.tail == 0:
+            return loaded
+        snapshots.save(
+            connection,
+            snapshots.Snapshot(
+                plan_id=plan_id,
+                projection=projection.name,
+                projection_version=projection.version,
+                state=loaded.json,
+                state_hash=loaded.hash,
+                event_count=loaded.event_count,
+                position=loaded.position,
+                stale=False,
+                updated_at=datetime.now(UTC),
+            ),
+        )
+        return loaded
+
+    def snapshot(
+        self, projection: Projection[S], plan_id: UUID, *, from_scratch: bool = False
+    ) -> LoadedState[S]:
+        """Store a fresh snapshot of the plan (on demand)."""
+
+        def run() -> LoadedState[S]:
+            with self.store.write_transaction() as connection:
+                self.store.lock_plan(connection, plan_id)
+                if from_scratch:
+                    self._clear_snapshot(connection, projection, plan_id)
+                return self.refresh(connection, projection, plan_id)
+
+        from eventsource.backend import with_retries
+
+        return with_retries(run)
+
+    def _clear_snapshot(
+        self, connection: Connection, projection: Projection[Any], plan_id: UUID
+    ) -> None:
+        connection.execute(
+            delete(snapshots.snapshots).where(
+                snapshots.snapshots.c.plan_id == plan_id,
+                snapshots.snapshots.c.projection == projection.name,
+            )
+        )
+
+    # -- verify and replay -------------------------------------------------
+
+    def verify(self, projection: Projection[Any], plan_id: UUID) -> VerifyReport:
+        """Fold from scratch twice and compare with each other and the snapshot."""
+        first = self.fold_from_scratch(projection, plan_id)
+        second = self.fold_from_scratch(projection, plan_id)
+        with self.store.read_transaction() as connection:
+            snapshot = snapshots.load(connection, plan_id, projection.name)
+            if snapshot is None:
+                status, snap_hash = "missing", None
+            elif snapshot.projection_version != projection.version:
+                status, snap_hash = "other-version", None
+            elif snapshot.stale:
+                status, snap_hash = "stale", None
+            else:
+                via = self._fold_stream(projection, plan_id, connection=connection, start=snapshot)
+                snap_hash = via.hash
+                status = "ok" if via.hash == first.hash else "differs"
+        return VerifyReport(plan_id, first.hash, second.hash, snap_hash, status)
+
+    def check_deterministic(self, projection: Projection[Any], plan_id: UUID) -> str:
+        """Fold twice; return the hash.
+
+        Raises:
+            NonDeterministicProjection: the two folds differ.
+        """
+        report = self.verify(projection, plan_id)
+        if not report.deterministic:
+            raise NonDeterministicProjection(
+                projection.name, plan_id, report.first_hash, report.second_hash
+            )
+        return report.first_hash
+
+    def replay(
+        self,
+        projection: Projection[Any],
+        plan_ids: Sequence[UUID] | None = None,
+        *,
+        run: str | None = None,
+        restart: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> ReplayReport:
+        """Rebuild snapshots from scratch for all plans (or the chosen ones).
+
+        Each plan is rebuilt and marked done in one transaction under the run's
+        name, so an interrupted replay resumes where it stopped; a finished run
+        forgets its marks.
+        """
+        name = run or f"{projection.name}@{projection.version}"
+        report = ReplayReport(run=name)
+        if restart:
+            self._forget_run(name)
+        done = self._finished(name)
+        targets: Iterable[UUID] = plan_ids if plan_ids is not None else self.store.plan_ids()
+        from eventsource.backend import with_retries
+
+        for plan_id in targets:
+            if plan_id in done:
+                report.skipped_done += 1
+                if progress is not None:
+                    progress(1)
+                continue
+
+            def run_one(plan: UUID = plan_id) -> None:
+                with self.store.write_transaction() as connection:
+                    now = self.store.lock_plan(connection, plan)
+                    self._clear_snapshot(connection, projection, plan)
+                    self.refresh(connection, projection, plan)
+                    connection.execute(
+                        replay_progress.insert().values(run=name, plan_id=plan, finished_at=now)
+                    )
+
+            with_retries(run_one)
+            report.rebuilt += 1
+            report.plans.append(plan_id)
+            if progress is not None:
+                progress(1)
+        self._forget_run(name)
+        return report
+
+    def _finished(self, run: str) -> set[UUID]:
+        with self.store.read_transaction() as connection:
+            return set(
+                connection.execute(
+                    select(replay_progress.c.plan_id).where(replay_progress.c.run == run)
+                ).scalars()
+            )
+
+    def _forget_run(self, run: str) -> None:
+        with self.store.write_transaction() as connection:
+            connection.execute(delete(replay_progress).where(replay_progress.c.run == run))
+
+    def pending_in_run(self, run: str) -> int:
+        return len(self._finished(run))
+
+    # -- history -------------------------------------------------------------
+
+    def changes(
+        self, projection: Projection[Any], plan_id: UUID
+    ) -> Iterator[tuple[RecordedEvent, list[FieldChange]]]:
+        """Each live event with what it changed in the state, oldest first."""
+        state = projection.initial_state(plan_id)
+        before = projection.to_json(state)
+        for event in self.store.read(plan_id, tie_rank=projection.tie_rank):
+            result = fold(projection, [event], FoldResult(state=state), strict=False)
+            state = result.state
+            after = projection.to_json(state)
+            yield event, diff(before, after)
+            before = after
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    before: JSONValue
+    after: JSONValue
+
+
+def diff(before: JSONValue, after: JSONValue, path: str = "") -> list[FieldChange]:
+    """Field-by-field differences between two JSON values."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[FieldChange] = []
+        for key in sorted(set(before) | set(after)):
+            out += diff(before.get(key), after.get(key), f"{path}.{key}" if path else key)
+        return out
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        out = []
+        for index, (b, a) in enumerate(zip(before, after, strict=True)):
+            label = a.get("stage", index) if isinstance(a, dict) else index
+            out += diff(b, a, f"{path}[{label}]")
+        return out
+    return [] if before == after else [FieldChange(path, before, after)]
+
+
+class InlineProjections:
+    """A write hook keeping projections' snapshots current in the append's transaction.
+
+    Register with ``EventStore(engine, hooks=[InlineProjections(engine, [...])])``
+    (or ``store.hooks.append(...)``): a committed write is then visible in the
+    plan's snapshot at once, and because writers to a plan are serialized, two
+    concurrent appends never lose an update to its snapshot.
+    """
+
+    def __init__(self, engine: ProjectionEngine, projections: Sequence[Projection[Any]]) -> None:
+        self.engine = engine
+        self.projections = list(projections)
+
+    def after_write(self, store: EventStore, connection: Connection, notice: WriteNotice) -> None:
+        for projection in self.projections:
+            self.engine.refresh(connection, projection, notice.plan_id)
