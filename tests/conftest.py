@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from eventsource import migrate
 from eventsource.config import make_engine
@@ -38,18 +39,51 @@ def pg_unreachable_reason() -> str | None:
         with psycopg.connect(url, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
-        return f"PostgreSQL at {url} is unreachable ({type(exc).__name__}); set EVENTSOURCE_TEST_DATABASE_URL"
+        return (
+            f"PostgreSQL at {url} is unreachable ({type(exc).__name__}); "
+            "set EVENTSOURCE_TEST_DATABASE_URL"
+        )
     return None
 
 
+def _server_url() -> str:
+    return pg_base_url().replace("postgresql+psycopg://", "postgresql://")
+
+
+@cache
+def session_database_url() -> str:
+    """A database of this test session's own, created on first use.
+
+    Test schemas live in it with ``search_path = <schema>, public``; its
+    ``public`` holds only the uuid-ossp extension, so nothing a test does can
+    resolve to another test's tables (or to tables left in the server's
+    default database).
+    """
+    name = f"eventsource_test_{os.getpid()}"
+    with psycopg.connect(_server_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(_server_url()).set(database=name)
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute('CREATE EXTENSION IF NOT EXISTS "uuid-ossp"')
+    return url.render_as_string(hide_password=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if session_database_url.cache_info().currsize:
+        name = f"eventsource_test_{os.getpid()}"
+        with psycopg.connect(_server_url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def require_postgres() -> str:
-    """The PostgreSQL base URL, or skip (fail in CI) with the reason."""
+    """This session's PostgreSQL database URL, or skip (fail in CI) with the reason."""
     reason = pg_unreachable_reason()
     if reason is not None:
         if os.environ.get("EVENTSOURCE_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"EVENTSOURCE_REQUIRE_POSTGRES=1 but {reason}", pytrace=False)
         pytest.skip(reason)
-    return pg_base_url()
+    return session_database_url()
 
 
 def pg_schema_url(schema: str) -> str:
@@ -60,13 +94,13 @@ def pg_schema_url(schema: str) -> str:
 
 def create_pg_schema() -> str:
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(require_postgres().replace("+psycopg", ""), autocommit=True) as conn:
+    with psycopg.connect(require_postgres(), autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     return schema
 
 
 def drop_pg_schema(schema: str) -> None:
-    with psycopg.connect(pg_base_url().replace("+psycopg", ""), autocommit=True) as conn:
+    with psycopg.connect(require_postgres(), autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 

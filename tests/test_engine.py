@@ -1,0 +1,429 @@
+"""The projection engine on both backends: snapshots, staleness, time travel,
+inline projections, replay, verify and the golden sample through the store."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, text, update
+
+from eventsource.errors import ConcurrencyConflict, UnknownPlan
+from eventsource.events import NewEvent
+from eventsource.store import EventStore
+from eventsource.tables import snapshots as snapshot_table
+from eventsource.transfer import import_file
+from projections import snapshots
+from projections.course_designer import CourseDesignerPlanProjection
+from projections.engine import InlineProjections, ProjectionEngine
+from tests.conftest import DATA
+
+PROJECTION = CourseDesignerPlanProjection()
+T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+
+SCHEDULE = {
+    "name": "Databases",
+    "stages": [
+        {"stage": "Analysis", "planned_starts_on": "2025-04-01", "planned_ends_on": "2025-04-30"},
+        {"stage": "Design", "planned_starts_on": "2025-05-01", "planned_ends_on": "2025-05-31"},
+        {
+            "stage": "Development",
+            "planned_starts_on": "2025-06-01",
+            "planned_ends_on": "2025-07-31",
+        },
+        {
+            "stage": "Implementation",
+            "planned_starts_on": "2025-08-01",
+            "planned_ends_on": "2025-08-31",
+        },
+        {
+            "stage": "Evaluation",
+            "planned_starts_on": "2025-09-01",
+            "planned_ends_on": "2025-09-30",
+        },
+    ],
+}
+
+
+FINALIZED = {
+    "stages": [
+        {
+            "id": str(uuid.UUID(int=index + 1)),
+            "created_at": "2025-03-03T10:00:00.000000Z",
+            "updated_at": "2025-03-03T10:00:00.000000Z",
+            "stage": stage["stage"],
+            "status": "NotStarted",
+            "planned_starts_on": stage["planned_starts_on"],
+            "planned_ends_on": stage["planned_ends_on"],
+            "actual_started_at": None,
+            "actual_completed_at": None,
+        }
+        for index, stage in enumerate(SCHEDULE["stages"])  # type: ignore[arg-type]
+    ]
+}
+
+
+def workflow(actor: uuid.UUID) -> list[NewEvent]:
+    """A plan created, scheduled and started (older service), 3 events apart by an hour."""
+    return [
+        NewEvent("plan_created", {"name": "Databases"}, actor_user_id=actor, occurred_at=T0),
+        NewEvent(
+            "schedule_created",
+            SCHEDULE,
+            actor_user_id=actor,
+            occurred_at=T0 + timedelta(hours=1),
+        ),
+        NewEvent(
+            "schedule_finalized",
+            FINALIZED,
+            actor_user_id=actor,
+            occurred_at=T0 + timedelta(hours=2),
+        ),
+    ]
+
+
+def fresh_hash(engine: ProjectionEngine, plan_id: uuid.UUID) -> str:
+    return engine.fold_from_scratch(PROJECTION, plan_id).hash
+
+
+@pytest.fixture
+def engine_(store: EventStore) -> ProjectionEngine:
+    return ProjectionEngine(store, snapshot_every=None)
+
+
+def test_schedule_finalized_older_shape_is_ready_to_start(
+    store: EventStore, engine_: ProjectionEngine, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    plan_id, actor = plan
+    finalized = NewEvent(
+        "schedule_finalized",
+        FINALIZED,
+        actor_user_id=actor,
+        occurred_at=T0 + timedelta(hours=2),
+    )
+    store.append(plan_id, [*workflow(actor)[:2], finalized])
+    state = engine_.load(PROJECTION, plan_id).json
+    assert isinstance(state, dict)
+    assert state["status"] == "ready_to_start"
+    assert state["created_by_user_id"] == str(actor)
+    assert [s["stage"] for s in state["stages"]] == [
+        "analysis",
+        "design",
+        "development",
+        "implementation",
+        "evaluation",
+    ]
+
+
+def test_load_uses_snapshot_plus_tail_and_equals_full_fold(
+    store: EventStore, engine_: ProjectionEngine, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    plan_id, actor = plan
+    store.append(plan_id, workflow(actor)[:2])
+    engine_.snapshot(PROJECTION, plan_id)
+    store.append(plan_id, workflow(actor)[2:])
+    loaded = engine_.load(PROJECTION, plan_id)
+    assert loaded.from_snapshot
+    assert loaded.tail == 1
+    assert loaded.event_count == 3
+    assert loaded.hash == fresh_hash(engine_, plan_id)
+
+
+def test_snapshot_of_another_projection_version_is_never_used(
+    store: EventStore, engine_: ProjectionEngine, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    plan_id, actor = plan
+    store.append(plan_id, workflow(actor))
+    engine_.snapshot(PROJECTION, plan_id)
+    with store.engine.begin() as conn:
+        conn.execute(update(snapshot_table).values(projection_version=PROJECTION.version + 1))
+    loaded = engine_.load(PROJECTION, plan_id)
+    assert not loaded.from_snapshot
+    assert loaded.hash == fresh_hash(engine_, plan_id)
+
+
+def _snapshot_row(store: EventStore, plan_id: uuid.UUID) -> snapshots.Snapshot:
+    with store.read_transaction() as conn:
+        row = snapshots.load(conn, plan_id, PROJECTION.name)
+    assert row is not None
+    return row
+
+
+@pytest.mark.parametrize("change", ["backfill", "soft_delete", "restore"])
+def test_write_at_or_before_snapshot_position_makes_it_unusable(
+    store: EventStore,
+    engine_: ProjectionEngine,
+    plan: tuple[uuid.UUID, uuid.UUID],
+    change: str,
+) -> None:
+    plan_id, actor = plan
+    result = store.append(plan_id, workflow(actor))
+    if change == "restore":
+        store.soft_delete(result.event_ids[1])
+    engine_.snapshot(PROJECTION, plan_id)
+    before = _snapshot_row(store, plan_id)
+    assert not before.stale
+    if change == "backfill":
+        store.append(
+            plan_id,
+            [
+                NewEvent(
+                    "schedule_updated",
+                    {**SCHEDULE, "name": "Backfilled"},
+                    actor_user_id=actor,
+                    occurred_at=T0 + timedelta(minutes=90),
+                )
+            ],
+        )
+    elif change == "soft_delete":
+        store.soft_delete(result.event_ids[1])
+    else:
+        store.restore(result.event_ids[1])
+    assert _snapshot_row(store, plan_id).stale
+    loaded = engine_.load(PROJECTION, plan_id)
+    assert not loaded.from_snapshot, "a stale snapshot must never be served"
+    assert loaded.hash == fresh_hash(engine_, plan_id)
+    assert loaded.hash != before.state_hash
+    engine_.snapshot(PROJECTION, plan_id)
+    assert engine_.load(PROJECTION, plan_id).from_snapshot
+
+
+def test_restore_after_snapshot_position_is_folded_from_the_tail(
+    store: EventStore, engine_: ProjectionEngine, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    plan_id, actor = plan
+    result = store.append(plan_id, workflow(actor))
+    store.soft_delete(result.event_ids[2])
+    engine_.snapshot(PROJECTION, plan_id)
+    store.restore(result.event_ids[2])
+    loaded = engine_.load(PROJECTION, plan_id)
+    assert loaded.from_snapshot
+    assert loaded.tail == 1
+    assert loaded.hash == fresh_hash(engine_, plan_id)
+
+
+def test_append_after_snapshot_position_keeps_it_usable(
+    store: EventStore, engine_: ProjectionEngine, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    plan_id, actor = plan
+    store.append(plan_id, workflow(actor)[:2])
+    engine_.snapshot(PROJECTION, plan_id)
+    store.append(plan_id, workflow(actor)[2:])
+    assert not _snapshot_row(store, plan_id).stale
+
+
+def test_snapshot_every_n_events_policy(
+    store: EventStore, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    plan_id, actor = plan
+    engine = ProjectionEngine(store, snapshot_every=3)
+    store.append(plan_id, workflow(actor)[:2])
+    engine.load(PROJECTION, plan_id)
+    with store.read_transaction() as conn:
+        assert snapshots.load(conn, plan_id, PROJECTION.name) is None
+    store.append(plan_id, workflow(actor)[2:])
+    engine.load(PROJECTION, plan_id)
+    assert _snapshot_row(store, plan_id).event_count == 3
+
+
+def test_inline_projection_is_current_after_each_append(
+    store: EventStore, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    plan_id, actor = plan
+    engine = ProjectionEngine(store, snapshot_every=None)
+    store.hooks.append(InlineProjections(engine, [PROJECTION]))
+    for event in workflow(actor):
+        store.append(plan_id, [event])
+        row = _snapshot_row(store, plan_id)
+        assert row.state_hash == fresh_hash(engine, plan_id)
+    assert _snapshot_row(store, plan_id).state["status"] == "ready_to_start"
+
+
+def test_inline_projection_rolls_back_with_a_failed_append(
+    store: EventStore, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    plan_id, actor = plan
+    engine = ProjectionEngine(store, snapshot_every=None)
+    store.hooks.append(InlineProjections(engine, [PROJECTION]))
+    store.append(plan_id, workflow(actor)[:1])
+    with pytest.raises(ConcurrencyConflict):
+        store.append(plan_id, workflow(actor)[1:], expected_version=0)
+    assert _snapshot_row(store, plan_id).event_count == 1
+
+
+def test_concurrent_inline_appends_never_lose_a_snapshot_update(
+    backend_url: str, engine: Engine, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    plan_id, actor = plan
+    writers = 4
+    per_writer = 10
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        from eventsource.config import make_engine
+
+        own = EventStore(make_engine(backend_url))
+        own.hooks.append(InlineProjections(ProjectionEngine(own), [PROJECTION]))
+        try:
+            barrier.wait()
+            for _ in range(per_writer):
+                own.append(plan_id, [NewEvent("task_created", {"title": "t"}, actor_user_id=actor)])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=write) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    store = EventStore(engine)
+    row = _snapshot_row(store, plan_id)
+    assert row.event_count == writers * per_writer
+
+
+def test_time_travel_answers_all_four_questions(
+    store: EventStore, engine_: ProjectionEngine, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    """A plan whose past was changed by a backfill and a soft delete."""
+    plan_id, actor = plan
+    # Recorded in the first session: created, scheduled (name "Databases").
+    first = store.append(plan_id, workflow(actor)[:2])
+    k1 = _now(store)
+    # Later: a rename is backfilled into the past (occurred between the two),
+    # and the original schedule is retracted as a mistake.
+    store.append(
+        plan_id,
+        [
+            NewEvent(
+                "schedule_updated",
+                {**SCHEDULE, "name": "Backfilled name"},
+                actor_user_id=actor,
+                occurred_at=T0 + timedelta(minutes=30),
+            )
+        ],
+    )
+    store.soft_delete(first.event_ids[1])
+    k2 = _now(store)
+
+    def status_name(**kwargs: Any) -> tuple[str, str | None]:
+        data = engine_.load(PROJECTION, plan_id, **kwargs).json
+        assert isinstance(data, dict)
+        return data["status"], data["name"]
+
+    # Valid time between creation and the backfilled rename, as known now.
+    assert status_name(as_of=T0 + timedelta(minutes=10)) == ("draft", "Databases")
+    # As known now, all of time: the backfill counts, the deleted schedule does not.
+    assert status_name() == ("scheduling", "Backfilled name")
+    # As known at k1 (before the backfill and the deletion), all of valid time.
+    assert status_name(known_at=k1) == ("scheduling", "Databases")
+    # Both: known at k1, valid at T0+45min: the schedule (T0+1h) had not occurred.
+    assert status_name(known_at=k1, as_of=T0 + timedelta(minutes=45)) == ("draft", "Databases")
+    # Known at k2, valid at T0+45min: the backfilled rename counts.
+    assert status_name(known_at=k2, as_of=T0 + timedelta(minutes=45)) == (
+        "scheduling",
+        "Backfilled name",
+    )
+    # Restoring the schedule changes the present but not what was known at k2.
+    store.restore(first.event_ids[1])
+    assert status_name() == ("scheduling", "Databases")
+    assert status_name(known_at=k2) == ("scheduling", "Backfilled name")
+
+
+def _now(store: EventStore) -> datetime:
+    with store.write_transaction() as conn:
+        stamp = store.lock_plan(conn, uuid.UUID(int=1))
+    return stamp + timedelta(microseconds=1)
+
+
+def test_unknown_plan_is_an_error(store: EventStore, engine_: ProjectionEngine) -> None:
+    with pytest.raises(UnknownPlan):
+        engine_.load(PROJECTION, uuid.uuid4())
+
+
+def test_replay_rebuilds_and_resumes_after_interruption(store: EventStore, engine: Engine) -> None:
+    import_file(store, str(DATA / "course_designer_events.jsonl"), create_parents=True)
+    projection_engine = ProjectionEngine(store, snapshot_every=None)
+    plans = sorted(store.plan_ids())[:20]
+    seen: list[int] = []
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_five(n: int) -> None:
+        seen.append(n)
+        if len(seen) == 5:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        projection_engine.replay(PROJECTION, plans, run="r1", progress=stop_after_five)
+    assert projection_engine.pending_in_run("r1") == 5
+    report = projection_engine.replay(PROJECTION, plans, run="r1")
+    assert report.skipped_done == 5
+    assert report.rebuilt == 15
+    assert projection_engine.pending_in_run("r1") == 0
+    for plan_id in plans:
+        assert _snapshot_row(store, plan_id).state_hash == fresh_hash(projection_engine, plan_id)
+
+
+def test_verify_reports_a_snapshot_that_disagrees_with_its_events(
+    store: EventStore, engine_: ProjectionEngine, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    plan_id, actor = plan
+    store.append(plan_id, workflow(actor))
+    engine_.snapshot(PROJECTION, plan_id)
+    assert engine_.verify(PROJECTION, plan_id).ok
+    with store.engine.begin() as conn:
+        row = conn.execute(select(snapshot_table.c.state)).scalar_one()
+        if isinstance(row, str):
+            row = json.loads(row)
+        row["name"] = "tampered"
+        conn.execute(update(snapshot_table).values(state=row))
+    report = engine_.verify(PROJECTION, plan_id)
+    assert report.deterministic
+    assert report.snapshot_status == "differs"
+    assert not report.ok
+
+
+def test_golden_sample_through_the_store_on_each_backend(store: EventStore) -> None:
+    import_file(store, str(DATA / "course_designer_events.jsonl"), create_parents=True)
+    expected = json.loads((DATA / "course_designer_states.json").read_text())["plans"]
+    projection_engine = ProjectionEngine(store, snapshot_every=None)
+    projection_engine.replay(PROJECTION, list(store.plan_ids()))
+    actual = {}
+    for plan_id in store.plan_ids():
+        loaded = projection_engine.load(PROJECTION, plan_id)
+        assert loaded.from_snapshot
+        actual[str(plan_id)] = loaded.json
+    assert len(actual) == 300
+    mismatched = [p for p in expected if actual.get(p) != expected[p]]
+    assert mismatched == []
+
+
+def test_host_sql_soft_delete_is_caught_by_reconcile_not_served_stale(
+    store: EventStore, engine_: ProjectionEngine, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    """Writes outside the library bypass staleness marking: verify exposes them."""
+    plan_id, actor = plan
+    result = store.append(plan_id, workflow(actor))
+    engine_.snapshot(PROJECTION, plan_id)
+    with store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE course_designer_plan_events SET deleted_at = :now WHERE id = :id"),
+            {
+                "now": datetime.now(UTC)
+                if store.dialect == "postgresql"
+                else datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "id": result.event_ids[1]
+                if store.dialect == "postgresql"
+                else str(result.event_ids[1]),
+            },
+        )
+    assert engine_.verify(PROJECTION, plan_id).snapshot_status == "differs"
