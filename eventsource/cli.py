@@ -234,7 +234,7 @@ def export(database_url: str | None, output: Path | None, plans: tuple[str, ...]
     store = open_store(database_url)
     plan_ids = [parse_uuid(p, "plan") for p in plans] or None
     if output is None:
-        stream = click.get_text_stream("stdout")
+        stream = sys.stdout
         export_file(store, stream, plan_ids)
         return
     tmp = output.with_name(output.name + ".partial")
@@ -267,7 +267,7 @@ def generate(plans: int, seed: int, output: Path | None) -> None:
 
     log = generate_rows(plans, seed)
     if output is None:
-        out = click.get_text_stream("stdout")
+        out = sys.stdout
         for row in log.rows:
             out.write(dumps_row(row) + "\n")
         return

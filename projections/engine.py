@@ -22,6 +22,7 @@ from eventsource.errors import NonDeterministicProjection, UnknownPlan
 from eventsource.events import RecordedEvent
 from eventsource.store import EventStore, StreamPosition, WriteNotice
 from eventsource.tables import replay_progress
+from eventsource.tables import snapshots as snapshot_table
 
 from . import snapshots
 from .fold import FoldResult, canonical_json, fold, state_hash
@@ -262,9 +263,9 @@ class ProjectionEngine:
         self, connection: Connection, projection: Projection[Any], plan_id: UUID
     ) -> None:
         connection.execute(
-            delete(snapshots.snapshots).where(
-                snapshots.snapshots.c.plan_id == plan_id,
-                snapshots.snapshots.c.projection == projection.name,
+            delete(snapshot_table).where(
+                snapshot_table.c.plan_id == plan_id,
+                snapshot_table.c.projection == projection.name,
             )
         )
 

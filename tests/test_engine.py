@@ -25,7 +25,7 @@ from tests.conftest import DATA
 PROJECTION = CourseDesignerPlanProjection()
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
-SCHEDULE = {
+SCHEDULE: dict[str, Any] = {
     "name": "Databases",
     "stages": [
         {"stage": "Analysis", "planned_starts_on": "2025-04-01", "planned_ends_on": "2025-04-30"},
@@ -62,7 +62,7 @@ FINALIZED = {
             "actual_started_at": None,
             "actual_completed_at": None,
         }
-        for index, stage in enumerate(SCHEDULE["stages"])  # type: ignore[arg-type]
+        for index, stage in enumerate(SCHEDULE["stages"])
     ]
 }
 
