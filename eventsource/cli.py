@@ -96,12 +96,13 @@ def parse_time(value: str | None, what: str) -> datetime | None:
     if value is None:
         return None
     try:
-        return check_timestamp(datetime.fromisoformat(value), what)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInput(
             f"{what} {value!r} is not an RFC 3339 timestamp like 2025-05-01T12:00:00Z",
             field=what,
         ) from None
+    return check_timestamp(parsed, what)
 
 
 @contextmanager
