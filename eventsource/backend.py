@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from .errors import (
     EventSourceError,
     InvalidInput,
+    PermissionDenied,
     SchemaMissing,
     StoreUnavailable,
     UnknownReference,
@@ -83,6 +84,11 @@ def translate(exc: DBAPIError) -> EventSourceError:
             )
         if state in ("42P01", "42703", "42704", "3F000"):
             return SchemaMissing("the event store's tables are missing")
+        if state == "42501":
+            return PermissionDenied(
+                "the database role lacks the privilege for this (SQLSTATE 42501); "
+                "the writer role may only insert events and set deleted_at"
+            )
         if state in RETRYABLE_SQLSTATES:
             return TransientError(f"transaction conflict (SQLSTATE {state}); retry")
         if state.startswith("08") or state in UNAVAILABLE_SQLSTATES:

@@ -172,14 +172,30 @@ def main() -> None:
 @main.command()
 @database_option
 @click.option("--sql", is_flag=True, help="Print the DDL instead of running it (for hosts).")
-def migrate(database_url: str | None, sql: bool) -> None:
+@click.option(
+    "--create-roles",
+    is_flag=True,
+    help="PostgreSQL: also create the least-privilege roles eventsource_writer "
+    "(insert events, set deleted_at only) and eventsource_reader (read only).",
+)
+def migrate(database_url: str | None, sql: bool, create_roles: bool) -> None:
     """Create or upgrade the schema (safe to run again: it changes nothing)."""
+    from . import roles
+
     url = resolve_url(database_url)
+    if create_roles and url.get_backend_name() != "postgresql":
+        raise InvalidInput("--create-roles needs PostgreSQL (SQLite has no roles)")
     if sql:
         click.echo(migrations.upgrade_sql(url), nl=False)
+        if create_roles:
+            click.echo(";\n".join(roles.statements()) + ";")
         return
     engine = make_engine(url)
     before, after = migrations.upgrade(engine)
+    if create_roles:
+        with engine.begin() as connection:
+            roles.create_roles(connection)
+        click.echo(f"roles {roles.WRITER} and {roles.READER} are in place")
     where = url.render_as_string(hide_password=True)
     if before == after:
         click.echo(f"{where}: already at revision {after}; nothing to do")
@@ -413,9 +429,8 @@ def audit(database_url: str | None, output_format: str, plan: str) -> None:
     rows = store.audit(plan_id)
     if output_format == "jsonl":
         count = 0
-        for event in rows:
+        for count, event in enumerate(rows, start=1):  # noqa: B007
             click.echo(dumps_row(event_json(event)))
-            count += 1
     else:
         materialized = list(rows)
         count = len(materialized)

@@ -82,6 +82,10 @@ class SchemaMissing(EventSourceError):
         super().__init__(f"{detail}; run `eventsource migrate` against this database first")
 
 
+class PermissionDenied(EventSourceError, PermissionError):
+    """The database role may not do this (least-privilege roles at work)."""
+
+
 class StoreUnavailable(EventSourceError, ConnectionError):
     """The database cannot be reached (after bounded retries)."""
 

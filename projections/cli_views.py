@@ -290,4 +290,83 @@ def verify(
         sys.exit(EXIT_DIFFERENCES)
 
 
-COMMANDS = (state, replay, verify)
+@click.command()
+@database_option
+@projection_option
+@click.option("--once", is_flag=True, help="Drain the queue, then exit.")
+@click.option("--batch-size", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--poll-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Seconds between polls (PostgreSQL also wakes on LISTEN/NOTIFY).",
+)
+def worker(
+    database_url: str | None,
+    projection: str | None,
+    once: bool,
+    batch_size: int,
+    poll_interval: float,
+) -> None:
+    """Fold changed plans in the background (any number of workers on PostgreSQL).
+
+    Claims plans from the change feed with FOR UPDATE SKIP LOCKED, re-folds them,
+    stores the snapshots and clears the claims in one transaction. SIGTERM
+    finishes the batch in hand and exits cleanly.
+    """
+    from .worker import Worker
+
+    store = open_store(database_url)
+    chosen = _projection(projection)
+    runner = Worker(store, [chosen], batch_size=batch_size, poll_interval=poll_interval)
+    runner.install_signal_handlers()
+    if once:
+        count = runner.drain()
+        click.echo(f"folded {count} plans; queue empty")
+        return
+    click.echo(
+        f"worker for {chosen.name} v{chosen.version}: waiting for changes (Ctrl-C to stop)",
+        err=True,
+    )
+    runner.run_forever()
+    click.echo(f"stopped after folding {runner.stats.plans} plans", err=True)
+
+
+@click.command()
+@database_option
+@format_option
+@projection_option
+@click.option("--plan", "plans", multiple=True, help="Only this plan (repeatable).")
+def reconcile(
+    database_url: str | None, output_format: str, projection: str | None, plans: tuple[str, ...]
+) -> None:
+    """Find plans whose snapshots disagree with their events and queue them.
+
+    Catches writes made outside the library (the host's own SQL). Run a worker
+    (or `replay`) afterwards to fold what was queued.
+    """
+    from .worker import reconcile as run_reconcile
+
+    store = open_store(database_url)
+    chosen = _projection(projection)
+    plan_ids = [parse_uuid(p, "plan") for p in plans] or list(store.plan_ids())
+    with progress_bar("reconciling", len(plan_ids)) as advance:
+        findings = run_reconcile(store, [chosen], plan_ids=plan_ids, progress=advance)
+    if output_format in ("json", "jsonl"):
+        records = [
+            {"plan_id": str(f.plan_id), "projection": f.projection, "reason": f.reason}
+            for f in findings
+        ]
+        if output_format == "json":
+            emit_json({"plans": len(plan_ids), "queued": records})
+        else:
+            for record in records:
+                click.echo(orjson.dumps(record).decode())
+        return
+    for finding in findings:
+        click.echo(f"{finding.plan_id}: {finding.reason}")
+    click.echo(f"checked {len(plan_ids)} plans; queued {len(findings)} for the workers")
+
+
+COMMANDS = (state, replay, verify, worker, reconcile)

@@ -1,0 +1,282 @@
+"""Asynchronous projections: workers draining the change feed, and reconcile.
+
+A worker claims changed plans from ``eventsource_plan_changes`` with
+``FOR UPDATE SKIP LOCKED``, re-folds each (snapshot + tail, or from scratch when
+the snapshot is stale), stores the snapshots and deletes the claimed rows, all
+in one transaction. ``eventsource.feed`` explains why that misses nothing; in
+short: a claimed row stays locked until the worker commits, a writer to that
+plan blocks on the row before it can commit, so the fold sees a stable stream,
+and the writer's change re-queues the plan afterwards. A worker that dies
+(SIGKILL, lost connection) holds no claims: its transaction rolls back, the
+rows unlock, and another worker folds the plans, never twice into a snapshot
+because the first fold's snapshot write was rolled back with it.
+
+On PostgreSQL a trigger on the change table NOTIFYs ``eventsource_plan_changes``
+at commit, waking idle workers at once; polling remains the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Final
+from uuid import UUID
+
+import psycopg
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    func,
+    literal,
+    select,
+    tuple_,
+    update,
+)
+
+from eventsource import feed
+from eventsource.backend import with_retries
+from eventsource.store import EventStore, rank_expression
+from eventsource.tables import events, plan_changes, snapshots
+
+from .engine import ProjectionEngine
+from .typing import Projection
+
+CHANNEL: Final = "eventsource_plan_changes"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    plans: int = 0
+    batches: int = 0
+    claimed: list[UUID] = field(default_factory=list)
+
+
+class Worker:
+    """Folds changed plans for the given (asynchronous) projections.
+
+    Args:
+        store: the event store.
+        projections: the projections this worker maintains.
+        batch_size: plans claimed per transaction.
+        poll_interval: seconds between polls when no notification arrives.
+        retry_attempts: reconnect attempts (with backoff) before giving up with
+            :class:`~eventsource.errors.StoreUnavailable`.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        projections: Sequence[Projection[Any]],
+        *,
+        batch_size: int = 20,
+        poll_interval: float = 1.0,
+        retry_attempts: int = 12,
+        on_plan: Callable[[UUID], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = ProjectionEngine(store, snapshot_every=None)
+        self.projections = list(projections)
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retry_attempts = retry_attempts
+        self.on_plan = on_plan
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the worker to exit after the batch in hand (SIGTERM does this)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: finishing the batch in hand, then exiting", signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run_batch(self) -> int:
+        """Claim, fold and clear one batch in one transaction; return plans done."""
+
+        def attempt() -> list[UUID]:
+            done: list[UUID] = []
+            with self.store.write_transaction() as connection:
+                claimed = connection.execute(
+                    select(plan_changes.c.plan_id, plan_changes.c.change_seq)
+                    .order_by(plan_changes.c.changed_at, plan_changes.c.plan_id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                ).all()
+                for plan_id, change_seq in claimed:
+                    for projection in self.projections:
+                        self.engine.refresh(connection, projection, plan_id)
+                    connection.execute(
+                        delete(plan_changes).where(
+                            plan_changes.c.plan_id == plan_id,
+                            plan_changes.c.change_seq == change_seq,
+                        )
+                    )
+                    done.append(plan_id)
+                    if self.on_plan is not None:
+                        self.on_plan(plan_id)
+            return done
+
+        done = with_retries(attempt, attempts=self.retry_attempts, max_delay=5.0)
+        if done:
+            self.stats.batches += 1
+            self.stats.plans += len(done)
+            self.stats.claimed.extend(done)
+        return len(done)
+
+    def drain(self) -> int:
+        """Run batches until the queue is empty (or stop is requested)."""
+        total = 0
+        while not self.stopping:
+            count = self.run_batch()
+            total += count
+            if count == 0:
+                break
+        return total
+
+    def run_forever(self) -> None:
+        """Drain, then wait for a notification (PostgreSQL) or the poll interval."""
+        listener = self._listener()
+        try:
+            while not self.stopping:
+                self.drain()
+                if self.stopping:
+                    break
+                if listener is not None:
+                    try:
+                        for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):
+                            pass
+                    except psycopg.Error:
+                        listener.close()
+                        listener = self._listener()
+                else:
+                    self._stop.wait(self.poll_interval)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _listener(self) -> psycopg.Connection[Any] | None:
+        if self.store.dialect != "postgresql":
+            return None
+        url = self.store.engine.url.set(drivername="postgresql")
+        try:
+            conn = psycopg.connect(
+                url.render_as_string(hide_password=False).split("?")[0],
+                autocommit=True,
+                connect_timeout=5,
+            )
+            conn.execute(f"LISTEN {CHANNEL}")
+            return conn
+        except psycopg.Error as exc:
+            log.warning("LISTEN unavailable (%s); polling every %ss", exc, self.poll_interval)
+            return None
+
+
+@dataclass(frozen=True)
+class Finding:
+    plan_id: UUID
+    projection: str
+    reason: str
+
+
+def reconcile(
+    store: EventStore,
+    projections: Sequence[Projection[Any]],
+    *,
+    plan_ids: Sequence[UUID] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Finding]:
+    """Queue plans whose snapshots disagree with their events; return what was found.
+
+    Catches writes made outside the library (the host's own SQL), which bypass
+    the change feed: a snapshot that is missing, stale, of another version,
+    behind its events, or whose covered events changed (count or ``updated_at``).
+    """
+    findings: list[Finding] = []
+    targets = plan_ids if plan_ids is not None else list(store.plan_ids())
+    for plan_id in targets:
+        reasons: dict[str, str] = {}
+        with store.read_transaction() as connection:
+            for projection in projections:
+                reason = _check(connection, projection, plan_id)
+                if reason is not None:
+                    reasons[projection.name] = reason
+        if reasons:
+            with store.write_transaction() as connection:
+                now = store.lock_plan(connection, plan_id)
+                feed.record_change(connection, plan_id, now)
+                # A snapshot whose covered events changed behind the library's
+                # back must be re-folded from scratch, not extended.
+                connection.execute(
+                    update(snapshots)
+                    .where(
+                        snapshots.c.plan_id == plan_id,
+                        snapshots.c.projection.in_(list(reasons)),
+                    )
+                    .values(stale=True)
+                )
+            findings.extend(Finding(plan_id, name, why) for name, why in reasons.items())
+        if progress is not None:
+            progress(1)
+    return findings
+
+
+def _check(connection: Connection, projection: Projection[Any], plan_id: UUID) -> str | None:
+    from . import snapshots as snapshot_rows
+
+    snapshot = snapshot_rows.load(connection, plan_id, projection.name)
+    if snapshot is None:
+        return "no snapshot"
+    if snapshot.projection_version != projection.version:
+        return f"snapshot of version {snapshot.projection_version}"
+    if snapshot.stale:
+        return "snapshot stale"
+    rank = rank_expression(projection.tie_rank)
+    position = snapshot.position
+    covered: ColumnElement[bool]
+    if position is None:
+        covered = literal(False)
+    else:
+        covered = tuple_(events.c.occurred_at, events.c.created_at, rank, events.c.id) <= tuple_(
+            literal(position.occurred_at, events.c.occurred_at.type),
+            literal(position.created_at, events.c.created_at.type),
+            literal(position.rank),
+            literal(position.id, events.c.id.type),
+        )
+    live = events.c.deleted_at.is_(None)
+    row = connection.execute(
+        select(
+            func.count().filter(and_(live, covered)),
+            func.count().filter(and_(live, ~covered)),
+            func.max(events.c.updated_at).filter(covered),
+        ).where(events.c.course_designer_plan_id == plan_id)
+    ).one()
+    covered_count, after_count, last_update = row
+    if covered_count != snapshot.event_count:
+        return (
+            f"snapshot covers {snapshot.event_count} events but {covered_count} are stored "
+            "at or before its position (written outside the library)"
+        )
+    if after_count:
+        return f"{after_count} events after the snapshot"
+    if last_update is not None and last_update > snapshot.updated_at:
+        return "an event the snapshot covers was updated after it (outside the library)"
+    return None
+
+
+__all__ = ["CHANNEL", "Finding", "Worker", "WorkerStats", "reconcile"]
