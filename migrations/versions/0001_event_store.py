@@ -77,8 +77,9 @@ END $$""",
         FOREIGN KEY (actor_user_id) REFERENCES users(id),
     CONSTRAINT course_designer_plan_events_event_type_check CHECK (TRIM(event_type) <> '')
 )""",
-    """CREATE INDEX IF NOT EXISTS course_designer_plan_events_timeline_idx
-    ON course_designer_plan_events USING btree (course_designer_plan_id, deleted_at, occurred_at DESC)""",
+    "CREATE INDEX IF NOT EXISTS course_designer_plan_events_timeline_idx"
+    " ON course_designer_plan_events"
+    " USING btree (course_designer_plan_id, deleted_at, occurred_at DESC)",
     """DO $$ BEGIN
     IF NOT EXISTS (
         SELECT 1 FROM pg_trigger
@@ -196,6 +197,7 @@ SQLITE = [
     # PostgreSQL's set_timestamp trigger stamps every update; SQLite has no
     # BEFORE-UPDATE assignment, so an AFTER trigger stamps rows whose writer did
     # not set updated_at itself (recursive triggers are off, so it fires once).
+    # NOW is a constant of this module, not input.
     f"""CREATE TRIGGER IF NOT EXISTS set_timestamp
     AFTER UPDATE ON course_designer_plan_events FOR EACH ROW
     WHEN NEW.updated_at IS OLD.updated_at

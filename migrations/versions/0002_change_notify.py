@@ -31,11 +31,18 @@ BEGIN
 END;
 $f$"""
     )
-    op.execute("DROP TRIGGER IF EXISTS eventsource_plan_changes_notify ON eventsource_plan_changes")
     op.execute(
-        """CREATE TRIGGER eventsource_plan_changes_notify
-    AFTER INSERT OR UPDATE ON eventsource_plan_changes
-    FOR EACH STATEMENT EXECUTE FUNCTION eventsource_notify_plan_changes()"""
+        """DO $$ BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_trigger
+        WHERE tgname = 'eventsource_plan_changes_notify'
+          AND tgrelid = 'eventsource_plan_changes'::regclass
+    ) THEN
+        CREATE TRIGGER eventsource_plan_changes_notify
+            AFTER INSERT OR UPDATE ON eventsource_plan_changes
+            FOR EACH STATEMENT EXECUTE FUNCTION eventsource_notify_plan_changes();
+    END IF;
+END $$"""
     )
 
 
