@@ -200,7 +200,7 @@ def migrate(database_url: str | None, sql: bool, create_roles: bool) -> None:
     if before == after:
         click.echo(f"{where}: already at revision {after}; nothing to do")
     else:
-        click.echo(f"{where}: migrated {before or 'empty database'} -> {after}")
+        click.echo(f"{where}: migrated {before or '(no eventsource schema)'} -> {after}")
 
 
 @main.command(name="import")

@@ -50,6 +50,9 @@ def upgrade_sql(url: URL) -> str:
     config = _config()
     buffer = io.StringIO()
     config.output_buffer = buffer
-    config.set_main_option("sqlalchemy.url", url.render_as_string(hide_password=False))
+    # Config values go through ConfigParser interpolation: a percent-encoded URL
+    # (``options=-csearch_path%3D...``, a password with ``%``) must be escaped.
+    rendered = url.render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
     command.upgrade(config, "head", sql=True)
     return buffer.getvalue()

@@ -50,6 +50,16 @@ def _server_url() -> str:
     return pg_base_url().replace("postgresql+psycopg://", "postgresql://")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @cache
 def session_database_url() -> str:
     """A database of this test session's own, created on first use.
@@ -61,6 +71,14 @@ def session_database_url() -> str:
     """
     name = f"eventsource_test_{os.getpid()}"
     with psycopg.connect(_server_url(), autocommit=True) as conn:
+        # Databases of sessions that were killed before they could drop theirs.
+        leftovers = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname ~ '^eventsource_test_[0-9]+$'"
+        ).fetchall()
+        for (old,) in leftovers:
+            pid = int(old.rsplit("_", 1)[1])
+            if pid != os.getpid() and not _alive(pid):
+                conn.execute(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)')
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_url(_server_url()).set(database=name)
