@@ -18,7 +18,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection, delete, select
 
-from eventsource.errors import NonDeterministicProjection, UnknownPlan
+from eventsource.errors import ConfigurationError, NonDeterministicProjection, UnknownPlan
 from eventsource.events import RecordedEvent
 from eventsource.store import EventStore, StreamPosition, WriteNotice
 from eventsource.tables import replay_progress
@@ -29,6 +29,16 @@ from .fold import FoldResult, canonical_json, fold, state_hash
 from .typing import JSONValue, Projection
 
 S = TypeVar("S")
+
+
+def is_asynchronous(projection: Projection[Any]) -> bool:
+    """Whether the projection's snapshots are maintained only by workers.
+
+    A projection opts in with a class attribute ``asynchronous = True``. Loads still
+    fold the tail after the worker's snapshot (nothing stale is served), but only
+    workers store its snapshots: appends never pay for it.
+    """
+    return bool(getattr(projection, "asynchronous", False))
 
 
 @dataclass(frozen=True)
@@ -205,6 +215,7 @@ class ProjectionEngine:
                 as_of is None
                 and self.snapshot_every is not None
                 and loaded.tail >= self.snapshot_every
+                and not is_asynchronous(projection)
             ):
                 self.snapshot(projection, plan_id)
         if loaded.event_count == 0 and self.store.version(plan_id) == 0:
@@ -413,6 +424,12 @@ class InlineProjections:
     """
 
     def __init__(self, engine: ProjectionEngine, projections: Sequence[Projection[Any]]) -> None:
+        for projection in projections:
+            if is_asynchronous(projection):
+                raise ConfigurationError(
+                    f"projection {projection.name!r} is asynchronous: its snapshots are "
+                    "maintained only by workers (`eventsource worker`), not inline"
+                )
         self.engine = engine
         self.projections = list(projections)
 

@@ -427,3 +427,33 @@ def test_host_sql_soft_delete_is_caught_by_reconcile_not_served_stale(
             },
         )
     assert engine_.verify(PROJECTION, plan_id).snapshot_status == "differs"
+
+
+class AsyncPlans(CourseDesignerPlanProjection):
+    """The plan projection, maintained only by workers."""
+
+    name = "course_designer_plan_async"
+    asynchronous = True
+
+
+def test_asynchronous_projection_snapshots_are_written_only_by_workers(
+    store: EventStore, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    from eventsource.errors import ConfigurationError
+    from projections.worker import Worker
+
+    plan_id, actor = plan
+    projection = AsyncPlans()
+    engine = ProjectionEngine(store, snapshot_every=1)
+    with pytest.raises(ConfigurationError, match="asynchronous"):
+        InlineProjections(engine, [projection])
+    store.append(plan_id, workflow(actor))
+    loaded = engine.load(projection, plan_id)
+    assert loaded.event_count == 3
+    with store.read_transaction() as conn:
+        assert snapshots.load(conn, plan_id, projection.name) is None
+    assert Worker(store, [projection]).drain() == 1
+    with store.read_transaction() as conn:
+        stored = snapshots.load(conn, plan_id, projection.name)
+    assert stored is not None
+    assert stored.state_hash == loaded.hash
