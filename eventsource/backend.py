@@ -6,6 +6,7 @@ result code (``sqlite_errorcode``). Messages are never parsed.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from .errors import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # SQLite extended result codes (https://sqlite.org/rescode.html).
 SQLITE_BUSY: Final = 5
@@ -139,7 +141,7 @@ def translated() -> Iterator[None]:
 def with_retries(
     operation: Callable[[], T],
     *,
-    attempts: int = 6,
+    attempts: int = 10,
     first_delay: float = 0.05,
     max_delay: float = 2.0,
     on_retry: Callable[[int, EventSourceError], None] | None = None,
@@ -148,18 +150,38 @@ def with_retries(
 
     Serialization failures, deadlocks, a locked SQLite file and lost connections are
     retried with exponential backoff; after ``attempts`` the last error is raised.
+    The defaults wait about nine seconds in all: enough to ride out a database
+    restart, short enough to say so clearly when the database stays down.
     Operations must be safe to rerun: every write is one transaction and appends
     carry their ids from before the first attempt, so a retry after an ambiguous
     commit is an idempotent no-op.
+
+    Raises:
+        StoreUnavailable: the database stayed unreachable through every attempt.
+        TransientError: every attempt hit a conflict.
     """
     delay = first_delay
+    started = time.monotonic()
     for attempt in range(1, attempts + 1):
         try:
             with translated():
                 return operation()
         except (TransientError, StoreUnavailable) as exc:
             if attempt == attempts:
+                if isinstance(exc, StoreUnavailable):
+                    raise StoreUnavailable(
+                        f"{exc} (gave up after {attempts} attempts in "
+                        f"{time.monotonic() - started:.1f}s)"
+                    ) from exc
                 raise
+            log.log(
+                logging.WARNING if isinstance(exc, StoreUnavailable) else logging.INFO,
+                "%s; retrying in %.2fs (attempt %d of %d)",
+                exc,
+                delay,
+                attempt + 1,
+                attempts,
+            )
             if on_retry is not None:
                 on_retry(attempt, exc)
             time.sleep(delay)

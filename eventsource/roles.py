@@ -35,14 +35,23 @@ READABLE: Final = (
 
 
 def statements() -> list[str]:
-    """The DDL, in order (printed by ``migrate --create-roles --sql``)."""
+    """The DDL, in order (printed by ``migrate --create-roles --sql``).
+
+    Plain SQL a host can run as it is: the schema is the one the tables were
+    migrated into (``current_schema()``), resolved and quoted by the server.
+    """
     out = []
     for role in (WRITER, READER):
+        # duplicate_object: the role exists; unique_violation: another session
+        # created it at the same moment.
         out.append(
             f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN; "
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
         )
-        out.append(f"GRANT USAGE ON SCHEMA {_SCHEMA} TO {role}")
+        out.append(
+            "DO $$ BEGIN EXECUTE format('GRANT USAGE ON SCHEMA %I TO "
+            f"{role}', current_schema()); END $$"
+        )
         out.append(f"GRANT SELECT ON {', '.join(READABLE)} TO {role}")
     out.append(f"GRANT INSERT ON course_designer_plan_events TO {WRITER}")
     out.append(f"GRANT UPDATE (deleted_at) ON course_designer_plan_events TO {WRITER}")
@@ -50,11 +59,7 @@ def statements() -> list[str]:
     return out
 
 
-_SCHEMA: Final = "CURRENT_SCHEMA"
-
-
 def create_roles(connection: Connection) -> None:
     """Create (or re-grant) both roles in the connection's current schema."""
-    schema = connection.execute(text("SELECT current_schema()")).scalar_one()
     for statement in statements():
-        connection.execute(text(statement.replace(_SCHEMA, f'"{schema}"')))
+        connection.execute(text(statement))

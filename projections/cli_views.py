@@ -323,7 +323,10 @@ def worker(
     runner.install_signal_handlers()
     if once:
         count = runner.drain()
-        click.echo(f"folded {count} plans; queue empty")
+        if runner.stopping:
+            click.echo(f"folded {count} plans; stopped before the queue was empty")
+        else:
+            click.echo(f"folded {count} plans; queue empty")
         return
     click.echo(
         f"worker for {chosen.name} v{chosen.version}: waiting for changes (Ctrl-C to stop)",
@@ -338,8 +341,18 @@ def worker(
 @format_option
 @projection_option
 @click.option("--plan", "plans", multiple=True, help="Only this plan (repeatable).")
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also fold every plan from scratch and compare with its snapshot "
+    "(finds any difference; reads every event).",
+)
 def reconcile(
-    database_url: str | None, output_format: str, projection: str | None, plans: tuple[str, ...]
+    database_url: str | None,
+    output_format: str,
+    projection: str | None,
+    plans: tuple[str, ...],
+    deep: bool,
 ) -> None:
     """Find plans whose snapshots disagree with their events and queue them.
 
@@ -347,12 +360,13 @@ def reconcile(
     (or `replay`) afterwards to fold what was queued.
     """
     from .worker import reconcile as run_reconcile
+    from .worker import reconcile_targets
 
     store = open_store(database_url)
     chosen = _projection(projection)
-    plan_ids = [parse_uuid(p, "plan") for p in plans] or list(store.plan_ids())
+    plan_ids = [parse_uuid(p, "plan") for p in plans] or list(reconcile_targets(store))
     with progress_bar("reconciling", len(plan_ids)) as advance:
-        findings = run_reconcile(store, [chosen], plan_ids=plan_ids, progress=advance)
+        findings = run_reconcile(store, [chosen], plan_ids=plan_ids, deep=deep, progress=advance)
     if output_format in ("json", "jsonl"):
         records = [
             {"plan_id": str(f.plan_id), "projection": f.projection, "reason": f.reason}

@@ -17,11 +17,15 @@ at commit, waking idle workers at once; polling remains the fallback.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import signal
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import FrameType
 from typing import Any, Final
 from uuid import UUID
@@ -41,6 +45,7 @@ from sqlalchemy import (
 
 from eventsource import feed
 from eventsource.backend import with_retries
+from eventsource.events import same_json
 from eventsource.store import EventStore, rank_expression
 from eventsource.tables import events, plan_changes, snapshots
 
@@ -48,6 +53,9 @@ from .engine import ProjectionEngine
 from .typing import Projection
 
 CHANNEL: Final = "eventsource_plan_changes"
+STOP_CHECK_SECONDS: Final = 0.25
+"""How often a worker waiting on LISTEN looks whether it was asked to stop."""
+RECENT_PLANS: Final = 10_000
 log = logging.getLogger(__name__)
 
 
@@ -55,7 +63,8 @@ log = logging.getLogger(__name__)
 class WorkerStats:
     plans: int = 0
     batches: int = 0
-    claimed: list[UUID] = field(default_factory=list)
+    claimed: deque[UUID] = field(default_factory=lambda: deque(maxlen=RECENT_PLANS))
+    """The plans folded most recently, oldest first (bounded: workers run for months)."""
 
 
 class Worker:
@@ -91,7 +100,11 @@ class Worker:
         self._stop = threading.Event()
 
     def stop(self) -> None:
-        """Ask the worker to exit after the batch in hand (SIGTERM does this)."""
+        """Ask the worker to exit after the plan in hand (SIGTERM does this).
+
+        The plans folded so far in the batch are committed; the rest of the batch
+        stays queued for another worker.
+        """
         self._stop.set()
 
     @property
@@ -100,14 +113,21 @@ class Worker:
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
-            log.info("signal %s: finishing the batch in hand, then exiting", signum)
+            log.info("signal %s: finishing the plan in hand, then exiting", signum)
             self.stop()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
     def run_batch(self) -> int:
-        """Claim, fold and clear one batch in one transaction; return plans done."""
+        """Claim, fold and clear one batch in one transaction; return plans done.
+
+        The claimed change-feed row, not ``EventStore.lock_plan``, is what keeps
+        the plan's stream still while it is folded: every library write upserts
+        that row before it commits, so it waits for the claim. Taking the plan's
+        advisory lock here as well would deadlock: a writer holds it while it
+        waits for the row, and the worker would hold the row while it waited.
+        """
 
         def attempt() -> list[UUID]:
             done: list[UUID] = []
@@ -119,6 +139,9 @@ class Worker:
                     .with_for_update(skip_locked=True)
                 ).all()
                 for plan_id, change_seq in claimed:
+                    if self.stopping:
+                        # Commit what is folded; the unfolded claims end with it.
+                        break
                     for projection in self.projections:
                         self.engine.refresh(connection, projection, plan_id)
                     connection.execute(
@@ -150,41 +173,76 @@ class Worker:
         return total
 
     def run_forever(self) -> None:
-        """Drain, then wait for a notification (PostgreSQL) or the poll interval."""
-        listener = self._listener()
+        """Drain, then wait for a notification (PostgreSQL) or the poll interval.
+
+        The worker LISTENs before it drains, so a change committed while it drains
+        still wakes it. A lost LISTEN connection (a database restart) is opened
+        again on the next round; until then the worker polls.
+        """
+        listener: psycopg.Connection[Any] | None = None
         try:
             while not self.stopping:
+                if listener is None:
+                    listener = self._listener()
                 self.drain()
                 if self.stopping:
                     break
-                if listener is not None:
-                    try:
-                        for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):
-                            pass
-                    except psycopg.Error:
-                        listener.close()
-                        listener = self._listener()
-                else:
-                    self._stop.wait(self.poll_interval)
+                listener = self._wait(listener)
         finally:
             if listener is not None:
                 listener.close()
 
+    def _wait(self, listener: psycopg.Connection[Any] | None) -> psycopg.Connection[Any] | None:
+        """Wait for a notification, the poll interval or a stop request.
+
+        Waits in short slices: a signal handler only sets a flag, and psycopg
+        resumes its wait after the handler, so one long wait would keep a
+        SIGTERM waiting for the whole poll interval. Returns the listener, or
+        None when its connection was lost.
+        """
+        if listener is None:
+            self._stop.wait(self.poll_interval)
+            return None
+        deadline = time.monotonic() + self.poll_interval
+        while not self.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            woken = False
+            try:
+                for _ in listener.notifies(
+                    timeout=min(remaining, STOP_CHECK_SECONDS), stop_after=1
+                ):
+                    woken = True
+            except psycopg.Error as exc:
+                log.warning("LISTEN connection lost (%s); polling until it is back", exc)
+                listener.close()
+                return None
+            if woken:
+                break
+        return listener
+
     def _listener(self) -> psycopg.Connection[Any] | None:
         if self.store.dialect != "postgresql":
             return None
-        url = self.store.engine.url.set(drivername="postgresql")
+        url = self.store.engine.url
+        # The engine's own connection parameters, query ones (sslmode, a socket
+        # host, ...) included; the session options (search_path) do not matter
+        # to LISTEN, whose channels are per database.
+        params: dict[str, Any] = url.translate_connect_args(username="user", database="dbname")
+        params.update(url.query)
         try:
-            conn = psycopg.connect(
-                url.render_as_string(hide_password=False).split("?")[0],
-                autocommit=True,
-                connect_timeout=5,
-            )
-            conn.execute(f"LISTEN {CHANNEL}")
-            return conn
+            conn = psycopg.connect(autocommit=True, connect_timeout=5, **params)
         except psycopg.Error as exc:
             log.warning("LISTEN unavailable (%s); polling every %ss", exc, self.poll_interval)
             return None
+        try:
+            conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as exc:
+            conn.close()
+            log.warning("LISTEN failed (%s); polling every %ss", exc, self.poll_interval)
+            return None
+        return conn
 
 
 @dataclass(frozen=True)
@@ -199,6 +257,7 @@ def reconcile(
     projections: Sequence[Projection[Any]],
     *,
     plan_ids: Sequence[UUID] | None = None,
+    deep: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> list[Finding]:
     """Queue plans whose snapshots disagree with their events; return what was found.
@@ -206,37 +265,80 @@ def reconcile(
     Catches writes made outside the library (the host's own SQL), which bypass
     the change feed: a snapshot that is missing, stale, of another version,
     behind its events, or whose covered events changed (count or ``updated_at``).
+
+    The ``updated_at`` comparison cannot see a host UPDATE whose transaction
+    started before the snapshot was stored and committed after it (``now()`` is
+    the transaction's start), nor one that sets ``updated_at`` itself on
+    SQLite. ``deep`` also folds every plan from scratch and compares the result
+    with its snapshot: it finds any difference, at the cost of reading every
+    event.
     """
     findings: list[Finding] = []
-    targets = plan_ids if plan_ids is not None else list(store.plan_ids())
+    targets = plan_ids if plan_ids is not None else reconcile_targets(store)
+    engine = ProjectionEngine(store, snapshot_every=None) if deep else None
     for plan_id in targets:
         reasons: dict[str, str] = {}
         with store.read_transaction() as connection:
             for projection in projections:
-                reason = _check(connection, projection, plan_id)
+                reason = _check(connection, projection, plan_id, engine)
                 if reason is not None:
                     reasons[projection.name] = reason
         if reasons:
-            with store.write_transaction() as connection:
-                now = store.lock_plan(connection, plan_id)
-                feed.record_change(connection, plan_id, now)
-                # A snapshot whose covered events changed behind the library's
-                # back must be re-folded from scratch, not extended.
-                connection.execute(
-                    update(snapshots)
-                    .where(
-                        snapshots.c.plan_id == plan_id,
-                        snapshots.c.projection.in_(list(reasons)),
-                    )
-                    .values(stale=True)
-                )
+            with_retries(partial(_queue, store, plan_id, list(reasons)))
             findings.extend(Finding(plan_id, name, why) for name, why in reasons.items())
         if progress is not None:
             progress(1)
     return findings
 
 
-def _check(connection: Connection, projection: Projection[Any], plan_id: UUID) -> str | None:
+def reconcile_targets(store: EventStore, *, page_size: int = 1000) -> Iterator[UUID]:
+    """Every plan with events or with a snapshot, in id order.
+
+    A plan whose rows the host deleted outright has no events left but may
+    still have a snapshot, which would be served: it must be checked too.
+    """
+    previous: UUID | None = None
+    for plan_id in heapq.merge(store.plan_ids(page_size=page_size), _snapshot_plans(store)):
+        if plan_id != previous:
+            yield plan_id
+            previous = plan_id
+
+
+def _snapshot_plans(store: EventStore, page_size: int = 1000) -> Iterator[UUID]:
+    last: UUID | None = None
+    while True:
+        query = (
+            select(snapshots.c.plan_id).distinct().order_by(snapshots.c.plan_id).limit(page_size)
+        )
+        if last is not None:
+            query = query.where(snapshots.c.plan_id > last)
+        with store.read_transaction() as connection:
+            page: list[UUID] = list(connection.execute(query).scalars())
+        yield from page
+        if len(page) < page_size:
+            return
+        last = page[-1]
+
+
+def _queue(store: EventStore, plan_id: UUID, projections: list[str]) -> None:
+    with store.write_transaction() as connection:
+        now = store.lock_plan(connection, plan_id)
+        feed.record_change(connection, plan_id, now)
+        # A snapshot whose covered events changed behind the library's back
+        # must be re-folded from scratch, not extended.
+        connection.execute(
+            update(snapshots)
+            .where(snapshots.c.plan_id == plan_id, snapshots.c.projection.in_(projections))
+            .values(stale=True)
+        )
+
+
+def _check(
+    connection: Connection,
+    projection: Projection[Any],
+    plan_id: UUID,
+    engine: ProjectionEngine | None = None,
+) -> str | None:
     from . import snapshots as snapshot_rows
 
     snapshot = snapshot_rows.load(connection, plan_id, projection.name)
@@ -276,7 +378,12 @@ def _check(connection: Connection, projection: Projection[Any], plan_id: UUID) -
         return f"{after_count} events after the snapshot"
     if last_update is not None and last_update > snapshot.updated_at:
         return "an event the snapshot covers was updated after it (outside the library)"
+    if engine is not None:
+        fresh = engine.fold_from_scratch(projection, plan_id, connection=connection)
+        # By value, as jsonb keeps numbers (1e16 comes back as an integer).
+        if fresh.hash != snapshot.state_hash or not same_json(fresh.json, snapshot.state):
+            return "snapshot differs from a fresh fold of its events"
     return None
 
 
-__all__ = ["CHANNEL", "Finding", "Worker", "WorkerStats", "reconcile"]
+__all__ = ["CHANNEL", "Finding", "Worker", "WorkerStats", "reconcile", "reconcile_targets"]
