@@ -3,9 +3,11 @@
 Loading a plan is its usable snapshot plus the events after the snapshot's
 position; a snapshot is usable only for the same projection version and while no
 write has landed at or before its position (the store marks it stale in the
-writing transaction). Every snapshot is written in a transaction that holds the
-plan's write lock, so no backfill or delete can slip in between the read that
-produced a state and the write that stores it.
+writing transaction). No backfill or delete can slip in between the read that
+produced a state and the write that stores it: on-demand snapshots, replays and
+inline projections hold the plan's write lock (``EventStore.lock_plan``); workers
+hold the plan's change-feed row, on which every writer blocks before it can
+commit (see ``projections.worker``).
 """
 
 from __future__ import annotations
@@ -330,11 +332,12 @@ class ProjectionEngine:
         """
         name = run or f"{projection.name}@{projection.version}"
         report = ReplayReport(run=name)
-        if restart:
-            self._forget_run(name)
-        done = self._finished(name)
-        targets: Iterable[UUID] = plan_ids if plan_ids is not None else self.store.plan_ids()
         from eventsource.backend import with_retries
+
+        if restart:
+            with_retries(lambda: self._forget_run(name))
+        done = with_retries(lambda: self._finished(name))
+        targets: Iterable[UUID] = plan_ids if plan_ids is not None else self.store.plan_ids()
 
         for plan_id in targets:
             if plan_id in done:
@@ -357,7 +360,7 @@ class ProjectionEngine:
             report.plans.append(plan_id)
             if progress is not None:
                 progress(1)
-        self._forget_run(name)
+        with_retries(lambda: self._forget_run(name))
         return report
 
     def _finished(self, run: str) -> set[UUID]:

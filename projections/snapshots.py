@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -78,7 +78,11 @@ def save(connection: Connection, snapshot: Snapshot) -> None:
         "position_rank": None if position is None else position.rank,
         "position_id": None if position is None else position.id,
         "stale": False,
-        "updated_at": snapshot.updated_at,
+        # The database's clock on PostgreSQL, the one events' updated_at come from,
+        # so reconcile's "updated after the snapshot" check compares like with like.
+        "updated_at": func.now()
+        if connection.dialect.name == "postgresql"
+        else snapshot.updated_at,
     }
     insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
     statement = insert(snapshots).values(**values)
