@@ -59,12 +59,13 @@ class Group(click.Group):
 
 
 def database_option(function: F) -> F:
+    # No click ``envvar``: resolve_url reads EVENTSOURCE_DATABASE_URL itself, so an
+    # error names where the bad URL came from (the flag or the variable).
     return click.option(
         "--database-url",
-        envvar="EVENTSOURCE_DATABASE_URL",
-        show_envvar=True,
         help="SQLAlchemy URL: postgresql://user@host/db or sqlite:///file. "
-        "Default: sqlite:///eventsource.sqlite3 in the working directory.",
+        "Else $EVENTSOURCE_DATABASE_URL, else sqlite:///eventsource.sqlite3 in the "
+        "working directory.",
     )(function)
 
 

@@ -66,7 +66,32 @@ def check_timestamp(value: datetime, field: str) -> datetime:
         raise InvalidInput(
             f"{field} is a naive datetime; give it a timezone (for example UTC)", field=field
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{field} {value.isoformat()} is outside the years 1-9999 in UTC", field=field
+        ) from None
+
+
+JSON_INT_MIN: Final = -(2**63)
+JSON_INT_MAX: Final = 2**64 - 1
+"""The integers the JSON codec (orjson) writes and reads back exactly."""
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _plain(value: Any) -> Any:
+    """orjson ``default``: any other Mapping is written as a JSON object."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError
 
 
 def _check_json(value: Any, path: str) -> None:
@@ -78,8 +103,20 @@ def _check_json(value: Any, path: str) -> None:
                 f"{path} contains a NUL character (\\u0000), which jsonb cannot store; remove it",
                 field="payload",
             )
-    elif isinstance(value, bool) or value is None or isinstance(value, int):
+        if not _is_utf8(value):
+            raise InvalidInput(
+                f"{path} contains a lone surrogate, which is not valid UTF-8; fix the text",
+                field="payload",
+            )
+    elif isinstance(value, bool) or value is None:
         return
+    elif isinstance(value, int):
+        if not JSON_INT_MIN <= value <= JSON_INT_MAX:
+            raise InvalidInput(
+                f"{path} is an integer outside {JSON_INT_MIN}..{JSON_INT_MAX}; "
+                "store it as a string",
+                field="payload",
+            )
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInput(
@@ -93,6 +130,11 @@ def _check_json(value: Any, path: str) -> None:
             if "\x00" in key:
                 raise InvalidInput(
                     f"{path} has a key containing a NUL character (\\u0000); remove it",
+                    field="payload",
+                )
+            if not _is_utf8(key):
+                raise InvalidInput(
+                    f"{path} has a key containing a lone surrogate (not valid UTF-8); fix it",
                     field="payload",
                 )
             _check_json(item, f"{path}.{key}")
@@ -118,7 +160,7 @@ def validate_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -
             f"payload must be a JSON object, got {type(payload).__name__}", field="payload"
         )
     _check_json(payload, "payload")
-    encoded = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    encoded = orjson.dumps(payload, default=_plain, option=orjson.OPT_SORT_KEYS)
     if len(encoded) > max_bytes:
         raise InvalidInput(
             f"payload is {len(encoded)} bytes, over the limit of {max_bytes}; "
@@ -126,6 +168,35 @@ def validate_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -
             field="payload",
         )
     return encoded
+
+
+def normalize_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> dict[str, Any]:
+    """Validate a payload and return it as plain JSON values (dicts, lists, ...).
+
+    Raises:
+        InvalidInput: as :func:`validate_payload`.
+    """
+    decoded: dict[str, Any] = orjson.loads(validate_payload(payload, max_bytes))
+    return decoded
+
+
+def same_json(left: Any, right: Any) -> bool:
+    """Whether two JSON values are the same content.
+
+    Numbers compare by value: PostgreSQL's ``jsonb`` stores them as ``numeric``,
+    so ``-0.0`` comes back as ``0.0`` and ``1e16`` as the integer ``10000000000000000``.
+    Booleans are not numbers here (``true`` is not ``1``).
+    """
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if isinstance(left, int | float) and isinstance(right, int | float):
+        # A float written as decimal text may come back as an int of that text.
+        return left == right if type(left) is type(right) else float(left) == float(right)
+    if isinstance(left, Mapping) and isinstance(right, Mapping):
+        return left.keys() == right.keys() and all(same_json(left[k], right[k]) for k in left)
+    if isinstance(left, list | tuple) and isinstance(right, list | tuple):
+        return len(left) == len(right) and all(map(same_json, left, right))
+    return type(left) is type(right) and bool(left == right)
 
 
 def validate_event_type(event_type: Any) -> str:
@@ -140,6 +211,10 @@ def validate_event_type(event_type: Any) -> str:
         )
     if "\x00" in event_type:
         raise InvalidInput("event_type contains a NUL character; remove it", field="event_type")
+    if not _is_utf8(event_type):
+        raise InvalidInput(
+            "event_type contains a lone surrogate, which is not valid UTF-8", field="event_type"
+        )
     return event_type
 
 

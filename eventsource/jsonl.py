@@ -32,7 +32,8 @@ COLUMNS: Final = (
 
 def format_timestamp(value: datetime) -> str:
     """RFC 3339, UTC, microseconds, ``Z``: ``2025-05-14T03:27:36.133474Z``."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Not strftime: its %Y does not zero-pad years before 1000 on glibc.
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_timestamp(value: Any, field: str) -> datetime:

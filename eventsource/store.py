@@ -22,6 +22,7 @@ plan that it lands at or before, records the plan in the change feed
 from __future__ import annotations
 
 import enum
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,10 +48,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from uuid6 import uuid7
 
 from . import feed
-from .backend import translated, with_retries
+from .backend import SQLITE_CONSTRAINT_FOREIGNKEY, translated, with_retries
 from .config import make_engine
 from .errors import (
     ConcurrencyConflict,
@@ -58,17 +60,19 @@ from .errors import (
     InvalidInput,
     SchemaMissing,
     UnknownEvent,
+    UnknownReference,
 )
 from .events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     NewEvent,
     RecordedEvent,
     check_timestamp,
+    normalize_payload,
+    same_json,
     validate_event_type,
-    validate_payload,
     validate_stage,
 )
-from .tables import events, retractions, snapshots
+from .tables import course_designer_plans, events, retractions, snapshots, users
 
 DEFAULT_PAGE_SIZE: Final = 2000
 
@@ -333,7 +337,7 @@ class EventStore:
             raise InvalidInput(f"{where} is a {type(event).__name__}, not a NewEvent")
         try:
             validate_event_type(event.event_type)
-            validate_payload(event.payload, self.max_payload_bytes)
+            payload = normalize_payload(event.payload, self.max_payload_bytes)
             stage = validate_stage(event.stage)
             occurred_at = (
                 None
@@ -354,7 +358,7 @@ class EventStore:
             "actor_user_id": actor,
             "event_type": event.event_type,
             "stage": stage,
-            "payload": dict(event.payload),
+            "payload": payload,
             "occurred_at": occurred_at,
         }
 
@@ -438,7 +442,13 @@ class EventStore:
                     )
                     raise ConcurrencyConflict(plan_id, label, actual)
                 version = actual + len(rows)
-            connection.execute(events.insert(), rows)
+            try:
+                connection.execute(events.insert(), rows)
+            except DBAPIError as exc:
+                missing = self._missing_reference(connection, plan_id, rows, exc)
+                if missing is not None:
+                    raise missing from exc
+                raise
             appended = tuple(
                 RecordedEvent(
                     id=row["id"],
@@ -460,6 +470,46 @@ class EventStore:
                 now,
             )
         return AppendResult(plan_id, ids, len(rows), version)
+
+    def _missing_reference(
+        self,
+        connection: Connection,
+        plan_id: UUID,
+        rows: list[dict[str, Any]],
+        exc: DBAPIError,
+    ) -> UnknownReference | None:
+        """On SQLite, which parent a failed foreign key names (it does not say).
+
+        PostgreSQL names the constraint (``backend.translate`` uses it) and its
+        failed transaction cannot be queried; SQLite's can, so look the parents up.
+        """
+        orig = exc.orig
+        if not (
+            isinstance(orig, sqlite3.Error)
+            and getattr(orig, "sqlite_errorcode", None) == SQLITE_CONSTRAINT_FOREIGNKEY
+        ):
+            return None
+        plan_known = connection.execute(
+            select(func.count())
+            .select_from(course_designer_plans)
+            .where(course_designer_plans.c.id == plan_id)
+        ).scalar_one()
+        if not plan_known:
+            return UnknownReference(
+                f"course_designer_plan_id {plan_id} names a plan that does not exist; create "
+                "the plan first or import with --create-parents",
+                field="course_designer_plan_id",
+            )
+        actors = sorted({row["actor_user_id"] for row in rows if row["actor_user_id"]})
+        known = set(connection.execute(select(users.c.id).where(users.c.id.in_(actors))).scalars())
+        for actor in actors:
+            if actor not in known:
+                return UnknownReference(
+                    f"actor_user_id {actor} names a user that does not exist; create the "
+                    "user first or import with --create-parents",
+                    field="actor_user_id",
+                )
+        return None
 
     def _drop_resent(
         self,
@@ -496,7 +546,7 @@ class EventStore:
                 name
                 for name in _IMMUTABLE_FIELDS
                 if not (name == "occurred_at" and candidate[name] is None)
-                and _canonical(candidate[name]) != _canonical(getattr(existing, name))
+                and not _same(candidate[name], getattr(existing, name))
             ]
             if differing:
                 raise IdempotencyConflict(row["id"], differing)
@@ -832,12 +882,13 @@ class EventStore:
         return True
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return orjson.dumps(dict(value), option=orjson.OPT_SORT_KEYS)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC)
-    return value
+def _same(left: Any, right: Any) -> bool:
+    """Same stored content: JSON by value (as jsonb keeps numbers), instants in UTC."""
+    if isinstance(left, Mapping) and isinstance(right, Mapping):
+        return same_json(left, right)
+    if isinstance(left, datetime) and isinstance(right, datetime):
+        return left.astimezone(UTC) == right.astimezone(UTC)
+    return bool(left == right)
 
 
 __all__ = [

@@ -17,11 +17,13 @@ from typing import IO, Any, Final
 from uuid import UUID, uuid5
 
 import orjson
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, select, text, update
 
 from .errors import IdempotencyConflict, InvalidInput, UnknownReference
 from .events import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
     RecordedEvent,
+    same_json,
     validate_event_type,
     validate_payload,
     validate_stage,
@@ -47,7 +49,9 @@ class ImportResult:
     plans_created: int = 0
 
 
-def parse_lines(lines: Iterable[bytes | str]) -> Iterator[tuple[int, RecordedEvent]]:
+def parse_lines(
+    lines: Iterable[bytes | str], *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> Iterator[tuple[int, RecordedEvent]]:
     """Parse and validate JSONL lines, yielding ``(line_number, event)``.
 
     Raises:
@@ -63,7 +67,7 @@ def parse_lines(lines: Iterable[bytes | str]) -> Iterator[tuple[int, RecordedEve
                 raise InvalidInput(f"not valid JSON ({exc})") from None
             event = row_to_event(row)
             validate_event_type(event.event_type)
-            validate_payload(event.payload)
+            validate_payload(event.payload, max_payload_bytes)
             validate_stage(event.stage)
         except InvalidInput as exc:
             raise InvalidInput(f"line {number}: {exc}", field=exc.field) from None
@@ -88,13 +92,11 @@ def _content_key(event: RecordedEvent) -> bytes:
 
 
 def _differing(stored: RecordedEvent, incoming: RecordedEvent) -> list[str]:
-    names = ("plan_id", "event_type", "payload", "stage", "actor_user_id", "occurred_at")
-    out = [
-        name
-        for name in names
-        if orjson.dumps(getattr(stored, name), option=orjson.OPT_SORT_KEYS)
-        != orjson.dumps(getattr(incoming, name), option=orjson.OPT_SORT_KEYS)
-    ]
+    names = ("plan_id", "event_type", "stage", "actor_user_id", "occurred_at")
+    out = [name for name in names if getattr(stored, name) != getattr(incoming, name)]
+    # By value: jsonb gives -0.0 back as 0.0 and 1e16 as an integer.
+    if not same_json(stored.payload, incoming.payload):
+        out.insert(1, "payload")
     if stored.created_at != incoming.created_at:
         out.append("created_at")
     return out
@@ -106,6 +108,8 @@ class _Importer:
         self.connection = connection
         self.create_parents = create_parents
         self.known_plans: set[UUID] = set()
+        self.stand_ins: set[UUID] = set()
+        """Plans this import created with the system user, their creator not yet seen."""
         self.known_users: set[UUID] = set()
         self.seen: dict[UUID, bytes] = {}
         self.earliest: dict[UUID, Any] = {}
@@ -121,7 +125,9 @@ class _Importer:
             previous = self.seen.get(event.id)
             if previous is not None:
                 if previous != key:
-                    raise IdempotencyConflict(event.id, ["content (repeated in the file)"])
+                    raise IdempotencyConflict_at(
+                        number, IdempotencyConflict(event.id, ["content (repeated in the file)"])
+                    )
                 self.unchanged += 1
                 continue
             self.seen[event.id] = key
@@ -208,11 +214,30 @@ class _Importer:
             if missing_plans:
                 rows = []
                 for plan in missing_plans:
-                    creator = plans[plan][1] or self.system_user()
+                    creator = plans[plan][1]
+                    if creator is None:
+                        creator = self.system_user()
+                        self.stand_ins.add(plan)
                     rows.append({"id": plan, "created_by_user_id": creator})
                 self.connection.execute(course_designer_plans.insert(), rows)
                 self.plans_created += len(rows)
             self.known_plans.update(plans)
+        if self.stand_ins:
+            # A plan first seen in an earlier chunk than its plan_created event: the
+            # stand-in this import made gets its real creator (the file order, and so
+            # the chunking, must not decide who created a plan).
+            for _, event in new:
+                if (
+                    event.plan_id in self.stand_ins
+                    and event.event_type == "plan_created"
+                    and event.actor_user_id is not None
+                ):
+                    self.connection.execute(
+                        update(course_designer_plans)
+                        .where(course_designer_plans.c.id == event.plan_id)
+                        .values(created_by_user_id=event.actor_user_id)
+                    )
+                    self.stand_ins.discard(event.plan_id)
 
     def system_user(self) -> UUID:
         """The creator recorded for a stand-in plan whose creation was not evented."""
@@ -302,7 +327,7 @@ def import_events(
             now = store.lock_plan(connection, UUID(int=0))
         importer = _Importer(store, connection, create_parents)
         batch: list[tuple[int, RecordedEvent]] = []
-        for item in parse_lines(lines):
+        for item in parse_lines(lines, max_payload_bytes=store.max_payload_bytes):
             batch.append(item)
             if len(batch) >= CHUNK:
                 importer.chunk(batch)

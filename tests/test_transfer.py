@@ -1,0 +1,419 @@
+"""Import and export of the JSONL exchange format, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from eventsource import migrate, transfer
+from eventsource.config import make_engine
+from eventsource.errors import IdempotencyConflict, InvalidInput, UnknownReference
+from eventsource.events import NewEvent
+from eventsource.generate import generate_rows
+from eventsource.jsonl import dumps_row, format_timestamp, parse_timestamp, row_to_event
+from eventsource.store import EventStore
+from eventsource.tables import course_designer_plans, events, users
+from eventsource.transfer import export_file, export_rows, import_events, import_file
+from tests.conftest import DATA, create_pg_schema, drop_pg_schema, make_plan, pg_schema_url
+
+FIXTURE = DATA / "course_designer_events.jsonl"
+Row = dict[str, Any]
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def fixture_lines() -> list[str]:
+    return FIXTURE.read_text(encoding="utf-8").splitlines()
+
+
+def canonical(lines: list[str]) -> set[str]:
+    """Lines as parsed JSON, comparable as a set."""
+    return {json.dumps(json.loads(line), sort_keys=True) for line in lines if line.strip()}
+
+
+def export_text(store: EventStore, plan_ids: list[UUID] | None = None) -> str:
+    buffer = io.StringIO()
+    export_file(store, buffer, plan_ids)
+    return buffer.getvalue()
+
+
+def count(engine: Engine, table: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def totals(engine: Engine) -> tuple[int, int, int]:
+    return count(engine, events), count(engine, course_designer_plans), count(engine, users)
+
+
+def lines_of(rows: list[Row]) -> list[str]:
+    return [dumps_row(row) for row in rows]
+
+
+def row(plan_id: UUID, actor: UUID | None, **fields: Any) -> Row:
+    stamp = "2025-05-01T10:00:00.000000Z"
+    return {
+        "actor_user_id": None if actor is None else str(actor),
+        "course_designer_plan_id": str(plan_id),
+        "created_at": stamp,
+        "deleted_at": None,
+        "event_type": "note_added",
+        "id": str(uuid4()),
+        "occurred_at": stamp,
+        "payload": {},
+        "stage": None,
+        "updated_at": stamp,
+        **fields,
+    }
+
+
+@pytest.fixture
+def other_url(backend_url: str, tmp_path: Path) -> Iterator[str]:
+    """A second empty, migrated database on the same backend as ``backend_url``."""
+    if backend_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'other.sqlite3'}"
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield url
+        return
+    schema = create_pg_schema()
+    try:
+        url = pg_schema_url(schema)
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield url
+    finally:
+        drop_pg_schema(schema)
+
+
+# -- import --------------------------------------------------------------------
+
+
+def test_importing_the_fixture_keeps_every_row_exactly_and_a_second_import_changes_nothing(
+    store: EventStore, engine: Engine
+) -> None:
+    result = import_file(store, str(FIXTURE), create_parents=True)
+    expected = [row_to_event(json.loads(line)) for line in fixture_lines()]
+    assert result.read == len(expected) == 2401
+    assert result.inserted == len(expected)
+    assert result.unchanged == 0
+    plan_ids = {e.plan_id for e in expected}
+    assert result.plans == result.plans_created == len(plan_ids)
+    assert result.users_created >= len({e.actor_user_id for e in expected} - {None})
+    assert count(engine, events) == len(expected)
+    assert any(e.deleted_at is not None for e in expected)
+    assert any(e.occurred_at != e.created_at for e in expected)
+    stored = {e.id: e for plan_id in plan_ids for e in store.audit(plan_id)}
+    assert stored == {e.id: e for e in expected}
+    # Each stand-in plan's creator is its plan_created actor, whichever chunk of
+    # the file that event came in.
+    creators = {
+        e.plan_id: e.actor_user_id
+        for e in expected
+        if e.event_type == "plan_created" and e.actor_user_id is not None
+    }
+    assert creators
+    with engine.connect() as conn:
+        creators_stored = dict(
+            conn.execute(
+                select(course_designer_plans.c.id, course_designer_plans.c.created_by_user_id)
+            ).all()
+        )
+    assert all(creators_stored[plan] == user for plan, user in creators.items())
+
+    before = totals(engine), export_text(store)
+    again = import_file(store, str(FIXTURE), create_parents=True)
+    assert again.read == 2401
+    assert again.inserted == 0
+    assert again.unchanged == 2401
+    assert again.plans == again.users_created == again.plans_created == 0
+    assert (totals(engine), export_text(store)) == before
+
+
+def test_import_reports_progress_for_every_line(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transfer, "CHUNK", 4)
+    seen: list[int] = []
+    lines = fixture_lines()[:10]
+    result = import_events(store, lines, create_parents=True, progress=seen.append)
+    assert seen == [4, 4, 2]
+    assert result.read == result.inserted == 10
+
+
+@pytest.mark.parametrize(
+    ("replacement", "words"),
+    [
+        pytest.param('{"id": "truncated', ["not valid JSON"], id="invalid-json"),
+        pytest.param("[1, 2]", ["JSON object"], id="not-an-object"),
+        pytest.param(None, ["stage", "planning"], id="bad-stage"),
+    ],
+)
+def test_a_bad_line_five_is_named_and_nothing_of_the_file_is_kept(
+    store: EventStore, engine: Engine, tmp_path: Path, replacement: str | None, words: list[str]
+) -> None:
+    lines = fixture_lines()[:10]
+    if replacement is None:
+        fifth = json.loads(lines[4])
+        fifth["stage"] = "planning"
+        replacement = dumps_row(fifth)
+    lines[4] = replacement
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInput) as info:
+        import_file(store, str(path), create_parents=True)
+    message = str(info.value)
+    assert message.startswith("line 5: ")
+    for word in words:
+        assert word in message
+    assert totals(engine) == (0, 0, 0)
+
+
+def test_a_bad_line_names_its_number_and_field(store: EventStore, engine: Engine) -> None:
+    plan_id, user = make_plan(engine)
+    cases: list[tuple[Row, str]] = [
+        ({"occurred_at": "2025-05-01T10:00:00"}, "occurred_at"),
+        ({"created_at": "yesterday"}, "created_at"),
+        ({"deleted_at": 5}, "deleted_at"),
+        ({"id": "not-a-uuid"}, "id"),
+        ({"course_designer_plan_id": None}, "course_designer_plan_id"),
+        ({"event_type": " "}, "event_type"),
+        ({"event_type": "x" * 256}, "event_type"),
+        ({"stage": "Design"}, "stage"),
+        ({"payload": {"s": "a\u0000b"}}, "payload"),
+        ({"payload": None}, "payload"),
+        ({"payload": ["a"]}, "payload"),
+        ({"colour": "red"}, "colour"),
+    ]
+    for change, field in cases:
+        rows = [row(plan_id, user), row(plan_id, user), row(plan_id, user, **change)]
+        with pytest.raises(InvalidInput) as info:
+            import_events(store, lines_of(rows))
+        assert str(info.value).startswith("line 3: "), change
+        assert info.value.field == field, change
+        assert field in str(info.value), change
+        assert store.version(plan_id) == 0, change
+    missing = {k: v for k, v in row(plan_id, user).items() if k != "event_type"}
+    with pytest.raises(InvalidInput, match=r"^line 1: missing column\(s\): event_type"):
+        import_events(store, lines_of([missing]))
+
+
+def test_a_bad_line_after_the_first_chunk_rolls_back_the_chunks_already_written(
+    store: EventStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transfer, "CHUNK", 3)  # lines 1-9 are written before line 11
+    lines = [*fixture_lines()[:9], "", "not json at all"]
+    with pytest.raises(InvalidInput, match=r"^line 11: not valid JSON"):
+        import_events(store, lines, create_parents=True)
+    assert totals(engine) == (0, 0, 0)
+
+
+def test_without_create_parents_an_unknown_plan_fails_naming_the_line(
+    store: EventStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transfer, "CHUNK", 2)  # lines 1-2 are written before line 4 fails
+    plan_id, user = make_plan(engine)
+    stranger = uuid4()
+    rows = [row(plan_id, user), row(plan_id, user), row(plan_id, None), row(stranger, user)]
+    before = totals(engine)
+    with pytest.raises(UnknownReference) as info:
+        import_events(store, lines_of(rows))
+    assert str(info.value).startswith("line 4: ")
+    assert str(stranger) in str(info.value)
+    assert info.value.field == "course_designer_plan_id"
+    assert "--create-parents" in str(info.value)
+    assert totals(engine) == before
+
+
+def test_without_create_parents_an_unknown_actor_fails_naming_the_line(
+    store: EventStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transfer, "CHUNK", 2)
+    plan_id, user = make_plan(engine)
+    stranger = uuid4()
+    rows = [row(plan_id, user), row(plan_id, user), row(plan_id, stranger)]
+    before = totals(engine)
+    with pytest.raises(UnknownReference) as info:
+        import_events(store, lines_of(rows))
+    assert str(info.value).startswith("line 3: ")
+    assert str(stranger) in str(info.value)
+    assert info.value.field == "actor_user_id"
+    assert totals(engine) == before
+
+
+def test_with_existing_parents_no_parent_rows_are_created(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    before = totals(engine)
+    result = import_events(store, lines_of([row(plan_id, user), row(plan_id, None)]))
+    assert result.inserted == 2
+    assert (result.users_created, result.plans_created) == (0, 0)
+    assert totals(engine) == (before[0] + 2, before[1], before[2])
+
+
+def test_an_id_already_stored_with_other_content_is_a_conflict_naming_the_line(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    first = row(plan_id, user, payload={"v": 1})
+    import_events(store, lines_of([first]))
+    changed = {**first, "payload": {"v": 2}}
+    with pytest.raises(IdempotencyConflict) as info:
+        import_events(store, lines_of([row(plan_id, user), changed]))
+    assert str(info.value).startswith("line 2: ")
+    assert "payload" in str(info.value)
+    assert store.version(plan_id) == 1
+
+
+def test_an_id_repeated_in_the_file_with_other_content_is_a_conflict_naming_the_line(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    first = row(plan_id, user, payload={"v": 1})
+    rows = [first, row(plan_id, user), {**first, "payload": {"v": 2}}]
+    with pytest.raises(IdempotencyConflict) as info:
+        import_events(store, lines_of(rows))
+    assert str(info.value).startswith("line 3: ")
+    assert store.version(plan_id) == 0
+
+
+def test_an_id_repeated_in_the_file_with_the_same_content_is_imported_once(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    first = row(plan_id, user, payload={"v": 1})
+    result = import_events(store, lines_of([first, first]))
+    assert (result.read, result.inserted, result.unchanged) == (2, 1, 1)
+    assert store.version(plan_id) == 1
+
+
+def test_numbers_the_database_normalises_still_make_a_reimport_a_no_op(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    rows = [row(plan_id, user, payload={"zero": -0.0, "big": 1e16, "frac": 0.1})]
+    assert import_events(store, lines_of(rows)).inserted == 1
+    again = import_events(store, lines_of(rows))
+    assert (again.inserted, again.unchanged) == (0, 1)
+
+
+def test_import_applies_the_stores_payload_limit(engine: Engine) -> None:
+    store = EventStore(engine, max_payload_bytes=64)
+    plan_id, user = make_plan(engine)
+    rows = [row(plan_id, user), row(plan_id, user, payload={"s": "x" * 100})]
+    with pytest.raises(InvalidInput) as info:
+        import_events(store, lines_of(rows))
+    assert str(info.value).startswith("line 2: ")
+    assert info.value.field == "payload"
+    assert store.version(plan_id) == 0
+
+
+def test_imported_events_read_in_stream_order_with_appended_ones(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    rows = [
+        row(plan_id, user, event_type="second", occurred_at="2025-05-01T11:00:00.000000Z"),
+        row(plan_id, user, event_type="first", occurred_at="2025-05-01T09:00:00.000000Z"),
+    ]
+    import_events(store, lines_of(rows))
+    store.append(plan_id, [NewEvent("third", {})])
+    assert [e.event_type for e in store.read(plan_id)] == ["first", "second", "third"]
+
+
+# -- export --------------------------------------------------------------------
+
+
+def test_the_export_is_the_fixture_plan_by_plan_and_reimports_into_an_empty_database_byte_for_byte(
+    store: EventStore, other_url: str
+) -> None:
+    import_file(store, str(FIXTURE), create_parents=True)
+    exported = export_text(store).splitlines()
+    assert len(exported) == 2401
+    assert canonical(exported) == canonical(fixture_lines())
+    rows = list(export_rows(store))
+    plan_order = [e.plan_id for e in rows]
+    assert plan_order == sorted(plan_order)
+    keys = [(e.plan_id, e.occurred_at, e.created_at, e.id) for e in rows]
+    assert keys == sorted(keys)
+    assert any(e.deleted_at is not None for e in rows)
+    some_plan = rows[0].plan_id
+    only = export_text(store, [some_plan]).splitlines()
+    assert only
+    assert all(json.loads(line)["course_designer_plan_id"] == str(some_plan) for line in only)
+    assert len(only) == store.version(some_plan)
+    # export -> import into an empty database -> export gives the same bytes.
+    store.append(next(iter(store.plan_ids())), [NewEvent("appended_here", {"n": 1.5, "s": "é😀"})])
+    first = export_text(store)
+    other = EventStore.from_url(other_url)
+    try:
+        result = import_events(other, io.StringIO(first), create_parents=True)
+        assert result.inserted == 2402
+        assert export_text(other) == first
+    finally:
+        other.close()
+
+
+@pytest.mark.postgres
+def test_sqlite_and_postgresql_exports_agree_byte_for_byte(tmp_path: Path) -> None:
+    sqlite_store = EventStore.from_url(f"sqlite:///{tmp_path / 'a.sqlite3'}")
+    migrate.upgrade(sqlite_store.engine)
+    schema = create_pg_schema()
+    pg_store = EventStore.from_url(pg_schema_url(schema))
+    try:
+        migrate.upgrade(pg_store.engine)
+        import_file(sqlite_store, str(FIXTURE), create_parents=True)
+        from_sqlite = export_text(sqlite_store)
+        import_events(pg_store, io.StringIO(from_sqlite), create_parents=True)
+        from_pg = export_text(pg_store)
+        assert from_pg == from_sqlite
+        back = EventStore.from_url(f"sqlite:///{tmp_path / 'b.sqlite3'}")
+        migrate.upgrade(back.engine)
+        import_events(back, io.StringIO(from_pg), create_parents=True)
+        assert export_text(back) == from_sqlite
+        back.close()
+    finally:
+        sqlite_store.close()
+        pg_store.close()
+        drop_pg_schema(schema)
+
+
+def test_the_generators_output_imports_and_exports_back_as_the_same_rows(
+    store: EventStore, engine: Engine
+) -> None:
+    log = generate_rows(12, 5)
+    lines = lines_of(log.rows)
+    result = import_events(store, lines, create_parents=True)
+    assert result.inserted == len(log.rows)
+    assert result.plans_created == len(log.plan_owners)
+    assert canonical(export_text(store).splitlines()) == canonical(lines)
+    again = import_events(store, lines, create_parents=True)
+    assert again.inserted == 0
+    with engine.connect() as conn:
+        owners = conn.execute(
+            select(course_designer_plans.c.id, course_designer_plans.c.created_by_user_id)
+        ).all()
+    # Each plan's creator is the actor of its plan_created event.
+    assert {str(plan): str(owner) for plan, owner in owners} == log.plan_owners
+
+
+def test_exchange_timestamps_are_fixed_width_even_before_year_1000() -> None:
+    ancient = datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=1)))
+    text_form = format_timestamp(ancient)
+    assert text_form == "0999-01-02T02:04:05.000006Z"
+    assert parse_timestamp(text_form, "occurred_at") == ancient
+    assert format_timestamp(datetime(2025, 5, 14, 3, 27, 36, tzinfo=UTC)) == (
+        "2025-05-14T03:27:36.000000Z"
+    )
