@@ -845,7 +845,13 @@ class EventStore:
             connection.execute(
                 update(events)
                 .where(events.c.course_designer_plan_id == plan_id, events.c.id == event_id)
-                .values(deleted_at=now if deleted else None)
+                # PostgreSQL's set_timestamp trigger stamps updated_at; SQLite's only
+                # has a millisecond clock, so the store stamps it with the same
+                # microsecond transaction time the trigger would use.
+                .values(
+                    deleted_at=now if deleted else None,
+                    **({} if self.dialect == "postgresql" else {"updated_at": now}),
+                )
             )
             if deleted:
                 connection.execute(

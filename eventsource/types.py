@@ -44,7 +44,8 @@ class UUIDType(TypeDecorator[UUID]):
 
 
 def format_sqlite_timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Not strftime: its %Y does not zero-pad years before 1000 on glibc.
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Timestamp(TypeDecorator[datetime]):

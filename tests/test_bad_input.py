@@ -411,16 +411,8 @@ def test_a_naive_read_time_is_invalid_input(store: EventStore, plan: Plan) -> No
 
 
 def test_an_occurred_at_before_year_1000_is_stored_on_every_backend(
-    store: EventStore, plan: Plan, request: pytest.FixtureRequest
+    store: EventStore, plan: Plan
 ) -> None:
-    if store.dialect == "sqlite":
-        request.node.add_marker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="eventsource/types.py formats SQLite timestamps with strftime('%Y'), "
-                "which glibc does not zero-pad before year 1000, so the column's CHECK fails",
-            )
-        )
     plan_id, _ = plan
     ancient = datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
     (event_id,) = store.append(plan_id, [NewEvent("t", {}, occurred_at=ancient)]).event_ids
