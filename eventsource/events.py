@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Final
 from uuid import UUID
 
@@ -176,8 +177,34 @@ def normalize_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) 
     Raises:
         InvalidInput: as :func:`validate_payload`.
     """
-    decoded: dict[str, Any] = orjson.loads(validate_payload(payload, max_bytes))
+    decoded: dict[str, Any] = as_jsonb(orjson.loads(validate_payload(payload, max_bytes)))
     return decoded
+
+
+def _jsonb_number(value: float) -> int | float:
+    text = orjson.dumps(value).decode()
+    if "e" not in text and "E" not in text:
+        return 0.0 if value == 0 else value  # jsonb has no negative zero
+    exact = Decimal(text)
+    # jsonb prints numeric without an exponent: an integral value reads back as int.
+    return int(exact) if exact == exact.to_integral_value() else value
+
+
+def as_jsonb(value: Any) -> Any:
+    """JSON data exactly as PostgreSQL's ``jsonb`` gives it back.
+
+    jsonb stores numbers as ``numeric``: ``-0.0`` reads back as ``0.0`` and a float
+    orjson writes with an exponent (``1e16``) as the integer ``10000000000000000``.
+    The store writes this form on every backend, so SQLite and PostgreSQL hold, and
+    fold, the very same payloads.
+    """
+    if isinstance(value, float):
+        return _jsonb_number(value)
+    if isinstance(value, dict):
+        return {key: as_jsonb(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [as_jsonb(item) for item in value]
+    return value
 
 
 def same_json(left: Any, right: Any) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any, Final
 from uuid import UUID, uuid5
 
@@ -23,6 +23,7 @@ from .errors import IdempotencyConflict, InvalidInput, UnknownReference
 from .events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     RecordedEvent,
+    as_jsonb,
     same_json,
     validate_event_type,
     validate_payload,
@@ -68,6 +69,7 @@ def parse_lines(
             event = row_to_event(row)
             validate_event_type(event.event_type)
             validate_payload(event.payload, max_payload_bytes)
+            event = replace(event, payload=as_jsonb(event.payload))
             validate_stage(event.stage)
         except InvalidInput as exc:
             raise InvalidInput(f"line {number}: {exc}", field=exc.field) from None
