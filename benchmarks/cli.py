@@ -1,0 +1,185 @@
+"""``python -m benchmarks``: the library against the raw driver, in one run.
+
+    python -m benchmarks [--backend sqlite|postgresql|both] [--database-url URL]
+                         [--quick] [--only NAME] [--repeat N] [--json PATH]
+
+On each backend a scratch database is created, migrated, used and dropped. Each
+workload runs through the library and through the raw driver on the same table,
+interleaved, ``--repeat`` times; the table prints the best run, events/s and
+library/raw. ``--quick`` does a tenth of the work (a CI smoke run). Speed is never
+asserted: targets print PASS or MISS, and the exit status is non-zero only when
+a run produced wrong results (rows missing, states that differ).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+import sqlalchemy
+
+from eventsource.store import EventStore
+from projections.course_designer import CourseDesignerPlanProjection
+from projections.engine import ProjectionEngine
+
+from .data import FULL, QUICK, build_dataset
+from .measure import Result
+from .report import format_table, to_json
+from .scratch import PostgresUnavailable, scratch_database
+from .workloads import WORKLOADS, Context, Workload
+
+__all__ = ["main", "parser"]
+
+DEFAULT_SEED: Final = 20250106
+
+
+def parser() -> argparse.ArgumentParser:
+    names = ", ".join(f"{w.key}/{w.name}" for w in WORKLOADS)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure the event store and projection engine against the raw "
+        "driver doing the same work, on SQLite and PostgreSQL.",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql", "both"),
+        default="both",
+        help="where to run (default: both; PostgreSQL is skipped with a note if unreachable)",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL server/database to create the scratch schema in (default: "
+        "EVENTSOURCE_TEST_DATABASE_URL, else postgresql://postgres@127.0.0.1:5432/test)",
+    )
+    p.add_argument("--quick", action="store_true", help="a tenth of the work (CI smoke run)")
+    p.add_argument(
+        "--only",
+        metavar="NAME",
+        action="append",
+        help=f"run only this workload ({names}); repeatable or comma-separated",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        metavar="N",
+        help="runs per variant; the best counts (default 3, --quick 2)",
+    )
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="data generator seed")
+    p.add_argument("--json", metavar="PATH", type=Path, help="also write the results as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def _revision() -> str | None:
+    """The git commit measured, with ``+dirty`` for uncommitted changes (None outside git)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
+def _chosen(only: Sequence[str] | None, p: argparse.ArgumentParser) -> list[Workload]:
+    if not only:
+        return list(WORKLOADS)
+    wanted = {name.strip().lower() for item in only for name in item.split(",") if name.strip()}
+    known = {w.key.lower(): w for w in WORKLOADS} | {w.name: w for w in WORKLOADS}
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        p.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+    return [w for w in WORKLOADS if w.key.lower() in wanted or w.name in wanted]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    workloads = _chosen(args.only, p)
+    sizes = QUICK if args.quick else FULL
+    repeat = args.repeat or (2 if args.quick else 3)
+    if repeat < 1:
+        p.error("--repeat must be at least 1")
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    started = time.perf_counter()
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(f"[{time.perf_counter() - started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+    progress(f"generating data (seed {args.seed})")
+    data = build_dataset(sizes, args.seed)
+    results: list[Result] = []
+    where: dict[str, str] = {}
+    skipped: list[str] = []
+    for backend in backends:
+        try:
+            with scratch_database(backend, args.database_url) as scratch:
+                where[backend] = scratch.where
+                progress(f"{backend}: {scratch.where}")
+                scratch.raw.create_parents(data.users, data.plans)
+                store = EventStore(scratch.engine)
+                store.check_schema()
+                ctx = Context(
+                    backend=backend,
+                    store=store,
+                    engine=ProjectionEngine(store, snapshot_every=None),
+                    projection=CourseDesignerPlanProjection(),
+                    raw=scratch.raw,
+                    data=data,
+                    repeat=repeat,
+                    progress=progress,
+                )
+                for workload in workloads:
+                    results.extend(workload.run(ctx))
+        except PostgresUnavailable as exc:
+            if args.backend != "both" or os.environ.get("EVENTSOURCE_REQUIRE_POSTGRES") == "1":
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            skipped.append(f"postgresql skipped: {exc}")
+
+    print(
+        f"python -m benchmarks: {'quick' if args.quick else 'full'} sizes, best of {repeat}; "
+        "ratio = library events/s / raw events/s (snapshot row: speed-up over the full fold)"
+    )
+    print(format_table(results, where))
+    for line in skipped:
+        print(line)
+    if args.json is not None:
+        document: dict[str, Any] = {
+            "command": ["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)],
+            "finished_at": datetime.now(UTC).isoformat(),
+            "quick": args.quick,
+            "repeat": repeat,
+            "seed": args.seed,
+            "sizes": asdict(sizes),
+            "library_revision": _revision(),
+            "python": sys.version,
+            "platform": platform.platform(),
+            "sqlalchemy": sqlalchemy.__version__,
+            "where": where,
+            "skipped": skipped,
+            "results": [to_json(r) for r in results],
+        }
+        args.json.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    failed = [r for r in results if r.problems]
+    return 1 if failed else 0
