@@ -79,7 +79,8 @@ def make_engine(url: URL | str | None = None, **kwargs: Any) -> Engine:
         resolved.difference_update_query(["options"]),
         json_serializer=_json_serializer,
         json_deserializer=orjson.loads,
-        pool_pre_ping=True,
+        # No pre-ping round trip per checkout: every operation already runs under
+        # with_retries, and a dead pooled connection is invalidated on first use.
         connect_args={"options": options.strip()},
         **kwargs,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -156,19 +157,54 @@ def validate_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -
     Raises:
         InvalidInput: not an object, not JSON, NaN/Infinity, NUL, or too large.
     """
+    return _encode(payload, max_bytes)[0]
+
+
+def _fast_encode(payload: Any) -> tuple[bytes, dict[str, Any]] | None:
+    """The common case in C: a plain dict that orjson writes and reads back equal.
+
+    orjson itself refuses lone surrogates, non-string keys and out-of-range
+    integers; NaN/Infinity (which it writes as null) and tuples make the
+    round-tripped value differ; NUL shows as an escape in the output. Any of
+    those falls back to the precise walk, which names the offending path.
+    """
+    if type(payload) is not dict:
+        return None
+    try:
+        encoded = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        return None
+    if b"\\u0000" in encoded:
+        return None
+    decoded = orjson.loads(encoded)
+    if decoded != payload:
+        return None
+    return encoded, decoded
+
+
+def _encode(payload: Any, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
     if not isinstance(payload, Mapping):
         raise InvalidInput(
             f"payload must be a JSON object, got {type(payload).__name__}", field="payload"
         )
-    _check_json(payload, "payload")
-    encoded = orjson.dumps(payload, default=_plain, option=orjson.OPT_SORT_KEYS)
+    fast = _fast_encode(payload)
+    if fast is not None:
+        encoded, decoded = fast
+    else:
+        _check_json(payload, "payload")
+        encoded = orjson.dumps(payload, default=_plain, option=orjson.OPT_SORT_KEYS)
+        decoded = orjson.loads(encoded)
     if len(encoded) > max_bytes:
         raise InvalidInput(
             f"payload is {len(encoded)} bytes, over the limit of {max_bytes}; "
             "store large data elsewhere and reference it",
             field="payload",
         )
-    return encoded
+    return encoded, decoded
+
+
+# Numbers jsonb would give back differently: negative zero and exponent floats.
+_JSONB_SENSITIVE = re.compile(rb"-0\.0|[0-9]e")
 
 
 def normalize_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> dict[str, Any]:
@@ -177,7 +213,10 @@ def normalize_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) 
     Raises:
         InvalidInput: as :func:`validate_payload`.
     """
-    decoded: dict[str, Any] = as_jsonb(orjson.loads(validate_payload(payload, max_bytes)))
+    encoded, decoded = _encode(payload, max_bytes)
+    if _JSONB_SENSITIVE.search(encoded):
+        normalized: dict[str, Any] = as_jsonb(decoded)
+        return normalized
     return decoded
 
 
@@ -187,7 +226,9 @@ def _jsonb_number(value: float) -> int | float:
         return 0.0 if value == 0 else value  # jsonb has no negative zero
     exact = Decimal(text)
     # jsonb prints numeric without an exponent: an integral value reads back as int.
-    return int(exact) if exact == exact.to_integral_value() else value
+    if exact == exact.to_integral_value() and JSON_INT_MIN <= exact <= JSON_INT_MAX:
+        return int(exact)
+    return value  # beyond 64-bit integers orjson reads jsonb's digits back as a float
 
 
 def as_jsonb(value: Any) -> Any:

@@ -31,10 +31,13 @@ from typing import Any, Final, Protocol
 from uuid import UUID
 
 import orjson
+import psycopg
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Integer,
+    bindparam,
     case,
     exists,
     false,
@@ -49,6 +52,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.expression import Executable
 from uuid6 import uuid7
 
 from . import feed
@@ -73,6 +77,7 @@ from .events import (
     validate_stage,
 )
 from .tables import course_designer_plans, events, retractions, snapshots, users
+from .types import Timestamp, UUIDType
 
 DEFAULT_PAGE_SIZE: Final = 2000
 
@@ -182,6 +187,27 @@ class WriteHook(Protocol):
     ) -> None: ...
 
 
+_PG_LOCK: Final = "SELECT pg_advisory_xact_lock(%s), now()"
+_PG_INSERT: Final = (
+    "INSERT INTO course_designer_plan_events (id, course_designer_plan_id, actor_user_id, "
+    "event_type, stage, payload, occurred_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s::jsonb, COALESCE(%s::timestamptz, now()))"
+)
+_PG_BOOKKEEPING: Final = """WITH changed AS (
+    INSERT INTO eventsource_plan_changes (plan_id, change_seq, changed_at)
+    VALUES (%(plan)s, 1, now())
+    ON CONFLICT (plan_id) DO UPDATE
+        SET change_seq = eventsource_plan_changes.change_seq + 1
+    RETURNING 1
+)
+UPDATE eventsource_snapshots SET stale = true
+WHERE EXISTS (SELECT 1 FROM changed)
+  AND plan_id = %(plan)s
+  AND NOT stale
+  AND position_occurred_at >= LEAST(COALESCE(%(earliest)s::timestamptz, now()), now())"""
+"""Record the change, then stale the snapshots the write lands at or before."""
+
+
 def plan_lock_key(plan_id: UUID) -> int:
     """A signed 64-bit advisory-lock key derived from the plan id."""
     return int.from_bytes(plan_id.bytes[:8], "big", signed=True)
@@ -268,6 +294,7 @@ class EventStore:
         self.dialect: str = engine.dialect.name
         self.max_payload_bytes = max_payload_bytes
         self.hooks: list[WriteHook] = list(hooks)
+        self._statements: dict[tuple[Any, ...], Executable] = {}
         self._schema_ok = False
 
     @classmethod
@@ -412,6 +439,8 @@ class EventStore:
         expected_version: ExpectedVersion,
     ) -> AppendResult:
         ids = tuple(row["id"] for row in prepared)
+        if self.dialect == "postgresql" and expected_version is ANY and not given_ids:
+            return self._append_pipelined(plan_id, prepared, ids)
         with self.write_transaction() as connection:
             now = self.lock_plan(connection, plan_id)
             if given_ids:
@@ -470,6 +499,71 @@ class EventStore:
                 now,
             )
         return AppendResult(plan_id, ids, len(rows), version)
+
+    def _append_pipelined(
+        self, plan_id: UUID, prepared: list[dict[str, Any]], ids: tuple[UUID, ...]
+    ) -> AppendResult:
+        """The common PostgreSQL append (no version check, library ids) in one round trip.
+
+        Lock, insert and bookkeeping go out in one psycopg pipeline; the
+        timestamps come from the server's ``now()`` exactly as column defaults
+        would set them. Same statements and lock order as the general path.
+        """
+        key = plan_lock_key(plan_id)
+        params = [
+            (
+                row["id"],
+                plan_id,
+                row["actor_user_id"],
+                row["event_type"],
+                row["stage"],
+                orjson.dumps(row["payload"]).decode(),
+                row["occurred_at"],
+            )
+            for row in prepared
+        ]
+        given = [row["occurred_at"] for row in prepared if row["occurred_at"] is not None]
+        with self.write_transaction() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            try:
+                with raw.pipeline(), raw.cursor() as lock, raw.cursor() as cursor:
+                    lock.execute(_PG_LOCK, (key,))
+                    cursor.executemany(_PG_INSERT, params)
+                    cursor.execute(
+                        _PG_BOOKKEEPING,
+                        {"plan": plan_id, "earliest": min(given) if given else None},
+                    )
+                    row = lock.fetchone()
+            except psycopg.Error as exc:
+                if isinstance(exc, psycopg.OperationalError):
+                    connection.invalidate()
+                # Into SQLAlchemy's wrapper, so the boundary translates it by SQLSTATE.
+                raise DBAPIError.instance(_PG_INSERT, None, exc, psycopg.Error) from exc
+            assert row is not None
+            now: datetime = row[1].astimezone(UTC)
+            if self.hooks:
+                appended = tuple(
+                    RecordedEvent(
+                        r["id"],
+                        plan_id,
+                        r["event_type"],
+                        r["payload"],
+                        r["stage"],
+                        r["actor_user_id"],
+                        r["occurred_at"] or now,
+                        now,
+                        now,
+                        None,
+                    )
+                    for r in prepared
+                )
+                notice = WriteNotice(
+                    plan_id, "append", min(e.occurred_at for e in appended), appended
+                )
+                for hook in self.hooks:
+                    hook.after_write(self, connection, notice)
+        return AppendResult(plan_id, ids, len(prepared), None)
 
     def _missing_reference(
         self,
@@ -558,16 +652,23 @@ class EventStore:
         The order is the lock order every transaction follows (plan lock, then the
         change-feed row, then snapshot rows), so writers and workers never deadlock.
         """
-        feed.record_change(connection, notice.plan_id, now)
-        connection.execute(
-            update(snapshots)
-            .where(
-                snapshots.c.plan_id == notice.plan_id,
-                snapshots.c.stale == false(),
-                snapshots.c.position_occurred_at >= notice.earliest,
+        if self.dialect == "postgresql":
+            # One round trip; the CTE is referenced so it runs (and takes the
+            # change-feed row lock) before any snapshot row is locked.
+            connection.exec_driver_sql(
+                _PG_BOOKKEEPING, {"plan": notice.plan_id, "earliest": notice.earliest}
             )
-            .values(stale=True)
-        )
+        else:
+            feed.record_change(connection, notice.plan_id, now)
+            connection.execute(
+                update(snapshots)
+                .where(
+                    snapshots.c.plan_id == notice.plan_id,
+                    snapshots.c.stale == false(),
+                    snapshots.c.position_occurred_at >= notice.earliest,
+                )
+                .values(stale=True)
+            )
         for hook in self.hooks:
             hook.after_write(self, connection, notice)
 
@@ -584,34 +685,68 @@ class EventStore:
         with self.read_transaction() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def _live_filter(
-        self, valid_at: datetime | None, known_at: datetime | None
-    ) -> list[ColumnElement[bool]]:
+    @staticmethod
+    def _live_filter(valid: bool, known: bool) -> list[ColumnElement[bool]]:
+        """Which rows count, with ``:valid_at`` / ``:known_at`` bind parameters."""
         conditions: list[ColumnElement[bool]] = []
-        if valid_at is not None:
-            conditions.append(events.c.occurred_at <= check_timestamp(valid_at, "as_of"))
-        if known_at is None:
+        if valid:
+            conditions.append(events.c.occurred_at <= bindparam("valid_at", type_=Timestamp()))
+        if not known:
             conditions.append(events.c.deleted_at.is_(None))
         else:
-            known = check_timestamp(known_at, "known_at")
+            known_at = bindparam("known_at", type_=Timestamp())
             # Recorded by K and not retracted at K: the current deleted_at covers
             # deletions still in force, eventsource_retractions the restored ones.
-            conditions.append(events.c.created_at <= known)
-            conditions.append(or_(events.c.deleted_at.is_(None), events.c.deleted_at > known))
+            conditions.append(events.c.created_at <= known_at)
+            conditions.append(or_(events.c.deleted_at.is_(None), events.c.deleted_at > known_at))
             conditions.append(
                 not_(
                     exists().where(
                         retractions.c.plan_id == events.c.course_designer_plan_id,
                         retractions.c.event_id == events.c.id,
-                        retractions.c.deleted_at <= known,
+                        retractions.c.deleted_at <= known_at,
                         or_(
                             retractions.c.restored_at.is_(None),
-                            retractions.c.restored_at > known,
+                            retractions.c.restored_at > known_at,
                         ),
                     )
                 )
             )
         return conditions
+
+    def _stream_statement(
+        self, ranks: tuple[tuple[str, int], ...], valid: bool, known: bool, keyed: bool
+    ) -> Executable:
+        """The page query for one shape, built once and reused (bind parameters only)."""
+        cache_key = (ranks, valid, known, keyed)
+        cached = self._statements.get(cache_key)
+        if cached is not None:
+            return cached
+        rank = rank_expression(dict(ranks))
+        statement = (
+            select(*_EVENT_COLUMNS)
+            .where(
+                events.c.course_designer_plan_id == bindparam("plan", type_=UUIDType()),
+                *self._live_filter(valid, known),
+            )
+            .order_by(events.c.occurred_at, events.c.created_at, rank, events.c.id)
+            .limit(bindparam("page_size"))
+        )
+        if keyed:
+            statement = statement.where(
+                # The plain bound lets the timeline index narrow the scan; the row
+                # comparison then makes the cursor exact.
+                events.c.occurred_at >= bindparam("after_o", type_=Timestamp()),
+                tuple_(events.c.occurred_at, events.c.created_at, rank, events.c.id)
+                > tuple_(
+                    bindparam("after_o2", type_=Timestamp()),
+                    bindparam("after_c", type_=Timestamp()),
+                    bindparam("after_r", type_=Integer()),
+                    bindparam("after_i", type_=UUIDType()),
+                ),
+            )
+        self._statements[cache_key] = statement
+        return statement
 
     def read(
         self,
@@ -653,38 +788,40 @@ class EventStore:
         known_at: datetime | None,
         page_size: int,
     ) -> Iterator[RecordedEvent]:
-        rank = rank_expression(tie_rank)
-        base = (
-            select(*_EVENT_COLUMNS, rank.label("rank"))
-            .where(
-                events.c.course_designer_plan_id == plan_id, *self._live_filter(valid_at, known_at)
-            )
-            .order_by(events.c.occurred_at, events.c.created_at, rank, events.c.id)
-            .limit(page_size)
-        )
+        ranks = tuple(sorted((tie_rank or {}).items()))
+        params: dict[str, Any] = {"plan": plan_id, "page_size": page_size}
+        if valid_at is not None:
+            params["valid_at"] = check_timestamp(valid_at, "as_of")
+        if known_at is not None:
+            params["known_at"] = check_timestamp(known_at, "known_at")
+        first = self._stream_statement(ranks, valid_at is not None, known_at is not None, False)
+        keyed = self._stream_statement(ranks, valid_at is not None, known_at is not None, True)
+        rank_of = dict(ranks)
         position = after
         while True:
-            query = base
-            if position is not None:
-                query = query.where(
-                    # The plain bound lets the timeline index narrow the scan; the
-                    # row comparison then makes the cursor exact.
-                    events.c.occurred_at >= position.occurred_at,
-                    tuple_(events.c.occurred_at, events.c.created_at, rank, events.c.id)
-                    > tuple_(
-                        literal(position.occurred_at, events.c.occurred_at.type),
-                        literal(position.created_at, events.c.created_at.type),
-                        literal(position.rank),
-                        literal(position.id, events.c.id.type),
-                    ),
+            if position is None:
+                result = connection.execute(first, params)
+            else:
+                result = connection.execute(
+                    keyed,
+                    {
+                        **params,
+                        "after_o": position.occurred_at,
+                        "after_o2": position.occurred_at,
+                        "after_c": position.created_at,
+                        "after_r": position.rank,
+                        "after_i": position.id,
+                    },
                 )
-            rows = connection.execute(query).all()
-            for row in rows:
-                yield _row_to_event(row)
-            if len(rows) < page_size:
+            # Columns are selected in RecordedEvent's field order.
+            page = [RecordedEvent(*row) for row in result]
+            yield from page
+            if len(page) < page_size:
                 return
-            last = rows[-1]
-            position = StreamPosition(last.occurred_at, last.created_at, last.rank, last.id)
+            last = page[-1]
+            position = StreamPosition(
+                last.occurred_at, last.created_at, rank_of.get(last.event_type, 0), last.id
+            )
 
     def timeline(
         self,

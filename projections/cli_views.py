@@ -264,6 +264,7 @@ def verify(
                 "first_hash": r.first_hash,
                 "second_hash": r.second_hash,
                 "snapshot": r.snapshot_status,
+                "pure": r.pure,
                 "ok": r.ok,
             }
             for r in (reports if output_format == "jsonl" else bad)
@@ -275,12 +276,15 @@ def verify(
                 click.echo(orjson.dumps(record).decode())
     else:
         for r in bad:
-            reason = (
-                "NOT DETERMINISTIC (the reducer reads the clock, randomness, mutable input "
-                "or iteration order)"
-                if not r.deterministic
-                else f"snapshot {r.snapshot_status}"
-            )
+            if not r.deterministic:
+                reason = (
+                    "NOT DETERMINISTIC (the reducer reads the clock, randomness, mutable "
+                    "shared data or iteration order)"
+                )
+            elif not r.pure:
+                reason = f"IMPURE: evolve changed the state it was given at event {r.mutated_event}"
+            else:
+                reason = f"snapshot {r.snapshot_status}"
             click.echo(f"{r.plan_id}: {reason}")
         click.echo(
             f"verified {len(reports)} plans with {chosen.name} v{chosen.version}: "

@@ -27,7 +27,7 @@ from eventsource.tables import replay_progress
 from eventsource.tables import snapshots as snapshot_table
 
 from . import snapshots
-from .fold import FoldResult, canonical_json, fold, state_hash
+from .fold import FoldResult, canonical_json, fold, handles, state_hash, to_event
 from .typing import JSONValue, Projection
 
 S = TypeVar("S")
@@ -70,14 +70,22 @@ class VerifyReport:
     snapshot_hash: str | None
     """Hash of snapshot + tail, when a usable snapshot exists."""
     snapshot_status: str  # "ok" | "missing" | "stale" | "other-version" | "differs"
+    mutated_event: UUID | None = None
+    """An event whose ``evolve`` changed the state it was given (an impure reducer)."""
 
     @property
     def deterministic(self) -> bool:
         return self.first_hash == self.second_hash
 
     @property
+    def pure(self) -> bool:
+        return self.mutated_event is None
+
+    @property
     def ok(self) -> bool:
-        return self.deterministic and self.snapshot_status in ("ok", "missing", "stale")
+        return (
+            self.deterministic and self.pure and self.snapshot_status in ("ok", "missing", "stale")
+        )
 
 
 @dataclass
@@ -285,9 +293,15 @@ class ProjectionEngine:
     # -- verify and replay -------------------------------------------------
 
     def verify(self, projection: Projection[Any], plan_id: UUID) -> VerifyReport:
-        """Fold from scratch twice and compare with each other and the snapshot."""
+        """Fold from scratch twice and compare with each other and the snapshot.
+
+        The second fold also checks that ``evolve`` leaves the state it was given
+        unchanged (a reducer mutating its input can fold identically twice).
+        Dependence on hash-seeded set order cannot be seen inside one process: use
+        ``projections.testing.HashSeedCheck`` for that.
+        """
         first = self.fold_from_scratch(projection, plan_id)
-        second = self.fold_from_scratch(projection, plan_id)
+        second, mutated = self._fold_watching_inputs(projection, plan_id)
         with self.store.read_transaction() as connection:
             snapshot = snapshots.load(connection, plan_id, projection.name)
             if snapshot is None:
@@ -300,7 +314,23 @@ class ProjectionEngine:
                 via = self._fold_stream(projection, plan_id, connection=connection, start=snapshot)
                 snap_hash = via.hash
                 status = "ok" if via.hash == first.hash else "differs"
-        return VerifyReport(plan_id, first.hash, second.hash, snap_hash, status)
+        return VerifyReport(plan_id, first.hash, second, snap_hash, status, mutated)
+
+    def _fold_watching_inputs(
+        self, projection: Projection[Any], plan_id: UUID
+    ) -> tuple[str, UUID | None]:
+        """A fold from scratch that notes the first event whose evolve mutated its input."""
+        state = projection.initial_state(plan_id)
+        mutated: UUID | None = None
+        for recorded in self.store.read(plan_id, tie_rank=projection.tie_rank):
+            if not handles(projection, recorded.event_type):
+                continue
+            before = canonical_json(projection.to_json(state))
+            new_state = projection.evolve(state, to_event(projection, recorded))
+            if mutated is None and canonical_json(projection.to_json(state)) != before:
+                mutated = recorded.id
+            state = new_state
+        return state_hash(canonical_json(projection.to_json(state))), mutated
 
     def check_deterministic(self, projection: Projection[Any], plan_id: UUID) -> str:
         """Fold twice; return the hash.

@@ -23,6 +23,9 @@ from sqlalchemy.engine import make_url
 from eventsource import migrate
 from eventsource.config import make_engine
 from eventsource.store import EventStore
+from projections.testing import load_profile
+
+load_profile()  # HYPOTHESIS_PROFILE=dev (default) | ci | nightly
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 DATA = Path(__file__).parent / "data"
