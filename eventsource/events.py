@@ -204,7 +204,9 @@ def _encode(payload: Any, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
 
 
 # Numbers jsonb would give back differently: negative zero and exponent floats.
-_JSONB_SENSITIVE = re.compile(rb"-0\.0|[0-9]e")
+# orjson writes no whitespace, so a number starts right after ``:``, ``,`` or ``[``
+# (a string containing such text only costs a needless walk).
+_JSONB_SENSITIVE = re.compile(rb"[:,\[](?:-0\.0[,\]}]|-?[0-9]+(?:\.[0-9]+)?e)")
 
 
 def normalize_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> dict[str, Any]:
@@ -213,11 +215,22 @@ def normalize_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) 
     Raises:
         InvalidInput: as :func:`validate_payload`.
     """
+    return prepare_payload(payload, max_bytes)[0]
+
+
+def prepare_payload(
+    payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> tuple[dict[str, Any], bytes]:
+    """Validate a payload; return it in jsonb's form, and as JSON bytes of that form.
+
+    Raises:
+        InvalidInput: as :func:`validate_payload`.
+    """
     encoded, decoded = _encode(payload, max_bytes)
     if _JSONB_SENSITIVE.search(encoded):
         normalized: dict[str, Any] = as_jsonb(decoded)
-        return normalized
-    return decoded
+        return normalized, orjson.dumps(normalized, option=orjson.OPT_SORT_KEYS)
+    return decoded, encoded
 
 
 def _jsonb_number(value: float) -> int | float:

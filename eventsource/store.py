@@ -71,7 +71,7 @@ from .events import (
     NewEvent,
     RecordedEvent,
     check_timestamp,
-    normalize_payload,
+    prepare_payload,
     same_json,
     validate_event_type,
     validate_stage,
@@ -364,7 +364,7 @@ class EventStore:
             raise InvalidInput(f"{where} is a {type(event).__name__}, not a NewEvent")
         try:
             validate_event_type(event.event_type)
-            payload = normalize_payload(event.payload, self.max_payload_bytes)
+            payload, payload_json = prepare_payload(event.payload, self.max_payload_bytes)
             stage = validate_stage(event.stage)
             occurred_at = (
                 None
@@ -387,6 +387,7 @@ class EventStore:
             "stage": stage,
             "payload": payload,
             "occurred_at": occurred_at,
+            "payload_json": payload_json,
         }
 
     def append(
@@ -449,7 +450,12 @@ class EventStore:
                     return AppendResult(plan_id, ids, 0, None)
             rows = [
                 {
-                    **row,
+                    "id": row["id"],
+                    "course_designer_plan_id": row["course_designer_plan_id"],
+                    "actor_user_id": row["actor_user_id"],
+                    "event_type": row["event_type"],
+                    "stage": row["stage"],
+                    "payload": row["payload"],
                     "occurred_at": row["occurred_at"] or now,
                     "created_at": now,
                     "updated_at": now,
@@ -517,7 +523,7 @@ class EventStore:
                 row["actor_user_id"],
                 row["event_type"],
                 row["stage"],
-                orjson.dumps(row["payload"]).decode(),
+                row["payload_json"].decode(),
                 row["occurred_at"],
             )
             for row in prepared
@@ -775,6 +781,27 @@ class EventStore:
                 connection, plan, after, tie_rank, valid_at, known_at, page_size
             )
             return
+        if self.dialect == "postgresql":
+            # Most streams fit one page, and one statement is a consistent snapshot
+            # by itself: read it without BEGIN/COMMIT round trips. A longer stream
+            # is then read again, whole, inside one REPEATABLE READ transaction.
+            self.check_schema()
+            with translated(), self.engine.connect() as conn:
+                first = list(
+                    self._read_pages(
+                        conn.execution_options(isolation_level="AUTOCOMMIT"),
+                        plan,
+                        after,
+                        tie_rank,
+                        valid_at,
+                        known_at,
+                        page_size,
+                        first_page_only=True,
+                    )
+                )
+            if len(first) < page_size:
+                yield from first
+                return
         with self.read_transaction() as conn:
             yield from self._read_pages(conn, plan, after, tie_rank, valid_at, known_at, page_size)
 
@@ -787,6 +814,8 @@ class EventStore:
         valid_at: datetime | None,
         known_at: datetime | None,
         page_size: int,
+        *,
+        first_page_only: bool = False,
     ) -> Iterator[RecordedEvent]:
         ranks = tuple(sorted((tie_rank or {}).items()))
         params: dict[str, Any] = {"plan": plan_id, "page_size": page_size}
@@ -814,9 +843,9 @@ class EventStore:
                     },
                 )
             # Columns are selected in RecordedEvent's field order.
-            page = [RecordedEvent(*row) for row in result]
+            page = [RecordedEvent(*row) for row in result.all()]
             yield from page
-            if len(page) < page_size:
+            if len(page) < page_size or first_page_only:
                 return
             last = page[-1]
             position = StreamPosition(

@@ -37,6 +37,12 @@ class UUIDType(TypeDecorator[UUID]):
             return value
         return str(value if isinstance(value, UUID) else UUID(str(value)))
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        # psycopg already returns uuid.UUID: no per-value Python call on the hot path.
+        if dialect.name == "postgresql":
+            return None
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value: Any, dialect: Dialect) -> UUID | None:
         if value is None or isinstance(value, UUID):
             return value
@@ -68,6 +74,13 @@ class Timestamp(TypeDecorator[datetime]):
         if dialect.name == "postgresql":
             return value
         return format_sqlite_timestamp(value)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        # Engines from make_engine run PostgreSQL sessions in UTC, so psycopg
+        # already returns aware datetimes in UTC: no per-value Python call.
+        if dialect.name == "postgresql":
+            return None
+        return super().result_processor(dialect, coltype)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

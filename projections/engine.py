@@ -24,7 +24,6 @@ from eventsource.errors import ConfigurationError, NonDeterministicProjection, U
 from eventsource.events import RecordedEvent
 from eventsource.store import EventStore, StreamPosition, WriteNotice
 from eventsource.tables import replay_progress
-from eventsource.tables import snapshots as snapshot_table
 
 from . import snapshots
 from .fold import FoldResult, canonical_json, fold, handles, state_hash, to_event
@@ -235,13 +234,19 @@ class ProjectionEngine:
     # -- snapshots ------------------------------------------------------------
 
     def refresh(
-        self, connection: Connection, projection: Projection[S], plan_id: UUID
+        self,
+        connection: Connection,
+        projection: Projection[S],
+        plan_id: UUID,
+        *,
+        from_scratch: bool = False,
     ) -> LoadedState[S]:
         """Bring the plan's snapshot up to date inside the caller's write transaction.
 
-        The caller holds the plan's write lock (``EventStore.lock_plan``).
+        The caller holds the plan's write lock (``EventStore.lock_plan``). With
+        ``from_scratch`` the stored snapshot is ignored and replaced.
         """
-        snapshot = snapshots.load(connection, plan_id, projection.name)
+        snapshot = None if from_scratch else snapshots.load(connection, plan_id, projection.name)
         usable = snapshot is not None and snapshot.usable_for(projection.name, projection.version)
         loaded = self._fold_stream(
             projection, plan_id, connection=connection, start=snapshot if usable else None
@@ -272,23 +277,11 @@ class ProjectionEngine:
         def run() -> LoadedState[S]:
             with self.store.write_transaction() as connection:
                 self.store.lock_plan(connection, plan_id)
-                if from_scratch:
-                    self._clear_snapshot(connection, projection, plan_id)
-                return self.refresh(connection, projection, plan_id)
+                return self.refresh(connection, projection, plan_id, from_scratch=from_scratch)
 
         from eventsource.backend import with_retries
 
         return with_retries(run)
-
-    def _clear_snapshot(
-        self, connection: Connection, projection: Projection[Any], plan_id: UUID
-    ) -> None:
-        connection.execute(
-            delete(snapshot_table).where(
-                snapshot_table.c.plan_id == plan_id,
-                snapshot_table.c.projection == projection.name,
-            )
-        )
 
     # -- verify and replay -------------------------------------------------
 
@@ -379,8 +372,7 @@ class ProjectionEngine:
             def run_one(plan: UUID = plan_id) -> None:
                 with self.store.write_transaction() as connection:
                     now = self.store.lock_plan(connection, plan)
-                    self._clear_snapshot(connection, projection, plan)
-                    self.refresh(connection, projection, plan)
+                    self.refresh(connection, projection, plan, from_scratch=True)
                     connection.execute(
                         replay_progress.insert().values(run=name, plan_id=plan, finished_at=now)
                     )
