@@ -17,7 +17,6 @@ the same rows (no wall clock, no global randomness).
 
 from __future__ import annotations
 
-import calendar
 import os
 import random
 import uuid
@@ -26,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Protocol
 
 from .errors import InvalidInput
-from .events import STAGES, check_timestamp
+from .events import STAGES, add_months, check_timestamp
 from .jsonl import dumps_row, format_timestamp
 
 __all__ = [
@@ -100,18 +99,6 @@ class GeneratedLog:
 
 class _TextSink(Protocol):
     def write(self, text: str, /) -> object: ...
-
-
-def add_months(day: date, months: int) -> date:
-    """``day`` plus whole months, the day clamped to the month's length.
-
-    >>> add_months(date(2025, 1, 31), 1)
-    datetime.date(2025, 2, 28)
-    """
-    year, month0 = divmod(day.year * 12 + day.month - 1 + months, 12)
-    if not 1 <= year <= 9999:
-        raise InvalidInput(f"{day.isoformat()} + {months} months is outside years 1-9999")
-    return date(year, month0 + 1, min(day.day, calendar.monthrange(year, month0 + 1)[1]))
 
 
 def _uuid(rng: random.Random) -> str:

@@ -9,7 +9,6 @@ state is the snake_case vocabulary of the ``course_designer_stage`` enum.
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -29,6 +28,7 @@ from pydantic import (
 )
 
 from eventsource.errors import InvalidInput
+from eventsource.events import add_months
 from eventsource.jsonl import format_timestamp
 
 from .typing import Event, JSONValue
@@ -72,18 +72,6 @@ _PAYLOAD_STAGE_INDEX: Final[Mapping[str, int]] = MappingProxyType(
     {s.capitalize(): i for i, s in enumerate(_STAGES)}
 )
 _ONE_DAY: Final = timedelta(days=1)
-
-
-def add_months(day: date, months: int) -> date:
-    """``day`` plus whole months, the day clamped to the month's length.
-
-    The service's rule for suggested schedules and extensions: Jan 31 + 1 month
-    is Feb 28 (Feb 29 in a leap year), never Mar 3.
-    """
-    month_index = day.month - 1 + months
-    year = day.year + month_index // 12
-    month = month_index % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 # --- Payloads -----------------------------------------------------------------
