@@ -6,7 +6,10 @@
 On each backend a scratch database is created, migrated, used and dropped. Each
 workload runs through the library and through the raw driver on the same table,
 interleaved, ``--repeat`` times; the table prints the best run, events/s and
-library/raw. ``--quick`` does a tenth of the work (a CI smoke run). Speed is never
+library/raw. Workload E (``catchup``) instead times 1 and 2 worker processes
+draining the change feed (1 on SQLite) against a single-process ``engine.replay``
+of the same plans: its ratio is worker events/s over replay events/s, with no
+target. ``--quick`` does a tenth of the work (a CI smoke run). Speed is never
 asserted: targets print PASS or MISS, and the exit status is non-zero only when
 a run produced wrong results (rows missing, states that differ).
 """
@@ -159,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(
         f"python -m benchmarks: {'quick' if args.quick else 'full'} sizes, best of {repeat}; "
-        "ratio = library events/s / raw events/s (snapshot row: speed-up over the full fold)"
+        "ratio = library events/s / raw events/s (snapshot row: speed-up over the full fold; "
+        "E: workers' events/s / single-process replay's)"
     )
     print(format_table(results, where))
     for line in skipped:

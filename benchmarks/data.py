@@ -6,7 +6,8 @@ small ``stage_started`` ones, unknown event types the projection skips, events
 with no actor, soft-deleted mistakes. The generated plans' events are laid end to
 end in stream order (a *template*) and dealt out 100 at a time to the benchmark's
 plans, so each benchmark plan holds several whole workflows in a row. The
-long plan of workload C is :func:`generate_long_plan`, as is.
+long plan of workload C is :func:`generate_long_plan`, as is. Workload E (catch-up)
+reuses D's plans and rows.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ class Sizes:
     long_plan: int = 10_000
     """C: events of the one long plan rebuilt from scratch."""
     replay_plans: int = 1000
-    """D: plans replayed."""
+    """D: plans replayed (E: plans queued for the workers)."""
     replay_events: int = 100
-    """D: events per replayed plan."""
+    """D and E: events per plan."""
     snapshot_loads: int = 20
     """C: times the snapshot load is timed (it takes milliseconds)."""
     template_plans: int = 1000
@@ -90,7 +91,7 @@ class Dataset:
     """C: the long plan's rows, with their ids and timestamps."""
     replay_plan_ids: list[UUID]
     replay_rows: list[RecordedEvent]
-    """D: every replayed plan's rows, some soft-deleted."""
+    """D and E: every replayed plan's rows, some soft-deleted."""
 
     @property
     def batch_event_count(self) -> int:

@@ -1,31 +1,47 @@
-"""The four workloads, each timed through the library and through the raw driver.
+"""The five workloads: A to D through the library and through the raw driver, E by workers.
 
 A  append: plans of 100 events, one transaction (one ``store.append``) per plan.
 B  single-event transactions: one ``store.append`` per event.
 C  rebuild one long plan from scratch; and the same plan loaded from its snapshot.
 D  replay many plans: fold only, and ``engine.replay`` (which stores snapshots).
+E  catch-up: D's plans all queued in the change feed, drained by 1 and by 2
+   worker processes (``Worker.drain``) beside a single-process ``engine.replay``
+   of the same plans, the yardstick here (there is no raw counterpart). SQLite has
+   one writer, so it runs 1 worker only. Worker start-up is not timed (see
+   :mod:`benchmarks.catchup`); the CPU column of a worker row is the workers' own.
 
 Every run is checked after the clock stops: the table holds the rows it should,
-and every fold, library or raw, ends in the same state hash.
+and every fold, library or raw, ends in the same state hash. After E's runs the
+queue is empty, every plan has exactly one fresh snapshot whose hash is a fresh
+fold's, and no plan was folded by two workers.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
+from sqlalchemy import func, select
+
+from eventsource import feed
 from eventsource.store import EventStore
+from eventsource.tables import plan_changes, snapshots
 from projections.course_designer import CourseDesignerPlanProjection
 from projections.engine import ProjectionEngine
 
+from .catchup import DrainReport, WorkerFailed, WorkerProcesses
 from .data import Dataset
 from .measure import Result, Variant, run_interleaved
 from .raw import PostgresRaw, RawDriver, fold_plan
 
 __all__ = ["WORKLOADS", "Context", "Workload"]
 
+CATCHUP_BATCH_SIZE: Final = 20
+"""E: plans a worker claims per transaction (the ``eventsource worker`` default)."""
 RATIO_TARGET: Final = 0.8
 SNAPSHOT_TARGET: Final = 50.0
 SNAPSHOT_TARGET_EVENTS: Final = 10_000
@@ -288,6 +304,161 @@ def _stored_hashes(ctx: Context, plan_ids: Sequence[UUID]) -> dict[UUID, str]:
         return found
 
 
+# -- E: catch-up by worker processes ---------------------------------------------------
+
+
+@dataclass
+class _CatchUpRun:
+    """One timed drain: what the workers reported, or what went wrong."""
+
+    startup: float
+    drained: float = float("nan")
+    """From release until the last worker reported (the timed run adds their exit)."""
+    reports: list[DrainReport] = field(default_factory=list)
+    error: str | None = None
+
+
+def catch_up(ctx: Context) -> list[Result]:
+    store, engine, raw, projection = ctx.store, ctx.engine, ctx.raw, ctx.projection
+    plan_ids, rows = ctx.data.replay_plan_ids, ctx.data.replay_rows
+    raw.truncate()
+    raw.load_rows(rows)
+    raw.analyze()
+    live = ctx.data.replay_live_count
+    url = store.engine.url.render_as_string(hide_password=False)
+    counts = (1, 2) if ctx.backend == "postgresql" else (1,)
+    title = (
+        f"catch-up: {len(plan_ids)} queued plans, {live} live of {len(rows)} events, "
+        f"batch {CATCHUP_BATCH_SIZE}"
+    )
+    ctx.progress(f"{ctx.backend} E: folding every plan once for the reference hashes")
+    reference = {p: engine.fold_from_scratch(projection, p).hash for p in plan_ids}
+
+    def clear() -> None:
+        raw.truncate(events=False)  # snapshots, change feed, replay marks
+
+    def queue_every_plan() -> None:
+        """Untimed: no snapshots, and every plan queued as a write would queue it."""
+        clear()
+        with store.write_transaction() as connection:
+            now = datetime.now(UTC)
+            for plan_id in plan_ids:
+                feed.record_change(connection, plan_id, now)
+        queued = _queued(ctx)
+        if queued != len(plan_ids):
+            raise RuntimeError(f"queued {queued} plans, expected {len(plan_ids)}")
+
+    def library_replay() -> None:
+        engine.replay(projection, plan_ids, run="benchmark", restart=True)
+
+    runs: dict[int, list[_CatchUpRun]] = {n: [] for n in counts}
+
+    def workers(n: int) -> Variant:
+        held: list[WorkerProcesses] = []
+
+        def setup() -> None:
+            queue_every_plan()
+            processes = WorkerProcesses(url, n, plan_ids[0], CATCHUP_BATCH_SIZE)
+            held.append(processes)
+            try:
+                runs[n].append(_CatchUpRun(processes.start()))
+            except WorkerFailed as exc:
+                runs[n].append(_CatchUpRun(float("nan"), error=str(exc)))
+
+        def run() -> None:
+            processes, current = held[-1], runs[n][-1]
+            if current.error is not None:
+                return
+            try:
+                current.reports = processes.release_and_wait()
+                current.drained = processes.drained_seconds
+            except WorkerFailed as exc:
+                current.error = str(exc)
+
+        def check() -> str | None:
+            held.pop().close()
+            current = runs[n][-1]
+            if current.error is not None:
+                return current.error
+            folded = Counter(p for r in current.reports for p in r.plans)
+            twice = sum(1 for times in folded.values() if times > 1)
+            if twice:
+                return f"{twice} plans folded by more than one worker"
+            if set(folded) != set(plan_ids):
+                return f"workers folded {len(folded)} plans, expected {len(plan_ids)}"
+            return _catch_up_problem(ctx, reference)
+
+        name = "1 worker process" if n == 1 else f"{n} worker processes at once"
+        return Variant(f"{name} (Worker.drain)", run, setup=setup, check=check)
+
+    replay_name = "library engine.replay, 1 process"
+    variants = [
+        Variant(
+            replay_name,
+            library_replay,
+            setup=clear,
+            check=lambda: _catch_up_problem(ctx, reference),
+        ),
+        *(workers(n) for n in counts),
+    ]
+    results = ctx.measure("E", title, live, variants)
+    replay = results[replay_name]
+    out = [replay]
+    one_worker: Result | None = None
+    for n, variant in zip(counts, variants[1:], strict=True):
+        result = results[variant.name]
+        done = runs[n]
+        # The workers' own CPU time (this process only waits for them).
+        result.cpu_seconds = [sum(r.cpu_seconds for r in run.reports) for run in done]
+        result.compare(replay)
+        best = done[min(range(len(done)), key=lambda i: result.seconds[i])]
+        notes = [f"start-up {best.startup:.2f} s untimed"]
+        if best.reports:
+            drains = "/".join(f"{r.seconds:.2f}" for r in best.reports)
+            notes.append(f"last report {best.drained:.2f} s, own drain {drains} s")
+        if n > 1:
+            splits = ", ".join(
+                "/".join(str(len(r.plans)) for r in run.reports) for run in done if run.reports
+            )
+            batches = "/".join(str(r.batches) for r in best.reports)
+            notes.append(f"plans split {splits} (best run batches {batches})")
+            if one_worker is not None:
+                notes.append(f"x{one_worker.best / result.best:.2f} of 1 worker")
+        elif ctx.backend == "sqlite":
+            notes.append("SQLite has one writer: 1 worker only")
+        result.note = "; ".join(notes)
+        if n == 1:
+            one_worker = result
+        out.append(result)
+    return out
+
+
+def _queued(ctx: Context) -> int:
+    with ctx.store.read_transaction() as connection:
+        return int(connection.execute(select(func.count()).select_from(plan_changes)).scalar_one())
+
+
+def _catch_up_problem(ctx: Context, reference: dict[UUID, str]) -> str | None:
+    """What is wrong after a catch-up: queue left, snapshots missing, extra or different."""
+    queued = _queued(ctx)
+    if queued:
+        return f"{queued} plans still queued"
+    with ctx.store.read_transaction() as connection:
+        stored = connection.execute(
+            select(snapshots.c.plan_id, snapshots.c.state_hash, snapshots.c.stale).where(
+                snapshots.c.projection == ctx.projection.name
+            )
+        ).all()
+    per_plan = Counter(plan_id for plan_id, _, _ in stored)
+    if set(per_plan) != set(reference) or any(n != 1 for n in per_plan.values()):
+        return f"{len(stored)} snapshots of {len(per_plan)} plans, expected one per plan"
+    differ = sum(1 for plan_id, digest, _ in stored if digest != reference[plan_id])
+    stale = sum(1 for _, _, is_stale in stored if is_stale)
+    if differ or stale:
+        return f"{differ} snapshots differ from a fresh fold, {stale} stale"
+    return None
+
+
 @dataclass(frozen=True)
 class Workload:
     key: str
@@ -300,4 +471,5 @@ WORKLOADS: Final = (
     Workload("B", "single", append_singles),
     Workload("C", "rebuild", rebuild_long_plan),
     Workload("D", "replay", replay_plans),
+    Workload("E", "catchup", catch_up),
 )
