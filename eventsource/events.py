@@ -222,6 +222,7 @@ def _encode(payload: Any, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
 # Numbers jsonb would give back differently: negative zero and exponent floats.
 # orjson writes no whitespace, so a number starts right after ``:``, ``,`` or ``[``
 # (a string containing such text only costs a needless walk).
+_MAYBE_EXPONENT = re.compile(rb"\de[-+\d]")  # a cheap first look; the exact test follows
 _JSONB_SENSITIVE = re.compile(rb"[:,\[](?:-0\.0[,\]}]|-?[0-9]+(?:\.[0-9]+)?e)")
 
 
@@ -243,7 +244,9 @@ def prepare_payload(
         InvalidInput: as :func:`validate_payload`.
     """
     encoded, decoded = _encode(payload, max_bytes)
-    if _JSONB_SENSITIVE.search(encoded):
+    if (_MAYBE_EXPONENT.search(encoded) or b"-0.0" in encoded) and _JSONB_SENSITIVE.search(
+        encoded
+    ):
         normalized: dict[str, Any] = as_jsonb(decoded)
         return normalized, orjson.dumps(normalized, option=orjson.OPT_SORT_KEYS)
     return decoded, encoded

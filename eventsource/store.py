@@ -540,6 +540,10 @@ class EventStore:
                         _PG_BOOKKEEPING,
                         {"plan": plan_id, "earliest": min(given) if given else None},
                     )
+                    if not self.hooks:
+                        # Nothing else to do in this transaction: commit in the same
+                        # round trip (SQLAlchemy's commit then finds it done).
+                        raw.commit()
                     row = lock.fetchone()
             except psycopg.Error as exc:
                 if isinstance(exc, psycopg.OperationalError):
