@@ -199,7 +199,7 @@ def _fast_encode(payload: Any) -> tuple[bytes, dict[str, Any]] | None:
 
 
 def _encode(payload: Any, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
-    if not isinstance(payload, Mapping):
+    if type(payload) is not dict and not isinstance(payload, Mapping):
         raise InvalidInput(
             f"payload must be a JSON object, got {type(payload).__name__}", field="payload"
         )
@@ -222,7 +222,6 @@ def _encode(payload: Any, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
 # Numbers jsonb would give back differently: negative zero and exponent floats.
 # orjson writes no whitespace, so a number starts right after ``:``, ``,`` or ``[``
 # (a string containing such text only costs a needless walk).
-_MAYBE_EXPONENT = re.compile(rb"\de[-+\d]")  # a cheap first look; the exact test follows
 _JSONB_SENSITIVE = re.compile(rb"[:,\[](?:-0\.0[,\]}]|-?[0-9]+(?:\.[0-9]+)?e)")
 
 
@@ -244,7 +243,8 @@ def prepare_payload(
         InvalidInput: as :func:`validate_payload`.
     """
     encoded, decoded = _encode(payload, max_bytes)
-    if (_MAYBE_EXPONENT.search(encoded) or b"-0.0" in encoded) and _JSONB_SENSITIVE.search(
+    # orjson always signs an exponent (1e+16, 1.5e-7): cheap substring looks first.
+    if (b"e+" in encoded or b"e-" in encoded or b"-0.0" in encoded) and _JSONB_SENSITIVE.search(
         encoded
     ):
         normalized: dict[str, Any] = as_jsonb(decoded)
