@@ -193,19 +193,20 @@ _PG_INSERT: Final = (
     "event_type, stage, payload, occurred_at) "
     "VALUES (%s, %s, %s, %s, %s, %s::jsonb, COALESCE(%s::timestamptz, now()))"
 )
-_PG_BOOKKEEPING: Final = """WITH changed AS (
-    INSERT INTO eventsource_plan_changes (plan_id, change_seq, changed_at)
-    VALUES (%(plan)s, 1, now())
-    ON CONFLICT (plan_id) DO UPDATE
-        SET change_seq = eventsource_plan_changes.change_seq + 1
-    RETURNING 1
-)
-UPDATE eventsource_snapshots SET stale = true
-WHERE EXISTS (SELECT 1 FROM changed)
-  AND plan_id = %(plan)s
+# The change-feed upsert and the staleness update must be two statements. In
+# READ COMMITTED a statement sees the rows committed before it started: the upsert
+# may wait for a worker holding the plan's feed row, and only a statement started
+# after that wait sees the snapshot row the worker just inserted. Folded into one
+# statement (a CTE), the update would miss that row and leave it fresh although
+# this write (a backfill, say) lands before its position. The fault test with
+# four writers and two workers catches exactly that.
+_PG_RECORD_CHANGE: Final = """INSERT INTO eventsource_plan_changes (plan_id, change_seq, changed_at)
+VALUES (%(plan)s, 1, now())
+ON CONFLICT (plan_id) DO UPDATE SET change_seq = eventsource_plan_changes.change_seq + 1"""
+_PG_STALE: Final = """UPDATE eventsource_snapshots SET stale = true
+WHERE plan_id = %(plan)s
   AND NOT stale
   AND position_occurred_at >= LEAST(COALESCE(%(earliest)s::timestamptz, now()), now())"""
-"""Record the change, then stale the snapshots the write lands at or before."""
 
 
 def plan_lock_key(plan_id: UUID) -> int:
@@ -536,10 +537,9 @@ class EventStore:
                 with raw.pipeline(), raw.cursor() as lock, raw.cursor() as cursor:
                     lock.execute(_PG_LOCK, (key,))
                     cursor.executemany(_PG_INSERT, params)
-                    cursor.execute(
-                        _PG_BOOKKEEPING,
-                        {"plan": plan_id, "earliest": min(given) if given else None},
-                    )
+                    bookkeeping = {"plan": plan_id, "earliest": min(given) if given else None}
+                    cursor.execute(_PG_RECORD_CHANGE, bookkeeping)
+                    cursor.execute(_PG_STALE, bookkeeping)
                     if not self.hooks:
                         # Nothing else to do in this transaction: commit in the same
                         # round trip (SQLAlchemy's commit then finds it done).
@@ -662,23 +662,17 @@ class EventStore:
         The order is the lock order every transaction follows (plan lock, then the
         change-feed row, then snapshot rows), so writers and workers never deadlock.
         """
-        if self.dialect == "postgresql":
-            # One round trip; the CTE is referenced so it runs (and takes the
-            # change-feed row lock) before any snapshot row is locked.
-            connection.exec_driver_sql(
-                _PG_BOOKKEEPING, {"plan": notice.plan_id, "earliest": notice.earliest}
+        # Two statements, in this order: see _PG_RECORD_CHANGE.
+        feed.record_change(connection, notice.plan_id, now)
+        connection.execute(
+            update(snapshots)
+            .where(
+                snapshots.c.plan_id == notice.plan_id,
+                snapshots.c.stale == false(),
+                snapshots.c.position_occurred_at >= notice.earliest,
             )
-        else:
-            feed.record_change(connection, notice.plan_id, now)
-            connection.execute(
-                update(snapshots)
-                .where(
-                    snapshots.c.plan_id == notice.plan_id,
-                    snapshots.c.stale == false(),
-                    snapshots.c.position_occurred_at >= notice.earliest,
-                )
-                .values(stale=True)
-            )
+            .values(stale=True)
+        )
         for hook in self.hooks:
             hook.after_write(self, connection, notice)
 

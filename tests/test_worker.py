@@ -193,23 +193,33 @@ def start_script(source: str, *args: str) -> subprocess.Popen[str]:
 def read_until(
     stream: IO[str] | None, done: Callable[[str], bool], timeout: float = 30.0
 ) -> list[str]:
-    """Lines read from a child's pipe until one satisfies ``done`` (or fail at the deadline)."""
+    """Lines read from a child's pipe until one satisfies ``done`` (or fail at the deadline).
+
+    Reads the file descriptor directly: ``select`` cannot see lines that a text
+    stream's buffer already holds, so two lines arriving together would hang.
+    """
     assert stream is not None
+    fd = stream.fileno()
     lines: list[str] = []
+    pending = b""
     deadline = time.monotonic() + timeout
     while True:
+        while b"\n" in pending:
+            raw, pending = pending.split(b"\n", 1)
+            line = raw.decode() + "\n"
+            lines.append(line)
+            if done(line):
+                return lines
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             pytest.fail(f"no expected line within {timeout}s; got {lines!r}")
-        ready, _, _ = io_select.select([stream], [], [], remaining)
+        ready, _, _ = io_select.select([fd], [], [], remaining)
         if not ready:
             continue
-        line = stream.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             pytest.fail(f"the process closed its output; got {lines!r}")
-        lines.append(line)
-        if done(line):
-            return lines
+        pending += chunk
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:
