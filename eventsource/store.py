@@ -80,6 +80,8 @@ from .tables import course_designer_plans, events, retractions, snapshots, users
 from .types import Timestamp, UUIDType
 
 DEFAULT_PAGE_SIZE: Final = 2000
+PROBE_SIZE: Final = 500
+"""Streams shorter than this are read in one statement, without a transaction."""
 
 
 class StreamState(enum.Enum):
@@ -784,6 +786,8 @@ class EventStore:
             # by itself: read it without BEGIN/COMMIT round trips. A longer stream
             # is then read again, whole, inside one REPEATABLE READ transaction.
             self.check_schema()
+            # Small enough that a long stream wastes little re-reading it.
+            probe = min(page_size, PROBE_SIZE)
             with translated(), self.engine.connect() as conn:
                 first = list(
                     self._read_pages(
@@ -793,11 +797,11 @@ class EventStore:
                         tie_rank,
                         valid_at,
                         known_at,
-                        page_size,
+                        probe,
                         first_page_only=True,
                     )
                 )
-            if len(first) < page_size:
+            if len(first) < probe:
                 yield from first
                 return
         with self.read_transaction() as conn:
