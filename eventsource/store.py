@@ -225,7 +225,7 @@ def _as_uuid(value: UUID | str, field: str) -> UUID:
         raise InvalidInput(f"{field} is not a UUID: {value!r}", field=field) from None
 
 
-def _row_to_event(row: Any) -> RecordedEvent:
+def event_from_row(row: Any) -> RecordedEvent:
     payload = row.payload
     if isinstance(payload, str | bytes):
         payload = orjson.loads(payload)
@@ -243,7 +243,7 @@ def _row_to_event(row: Any) -> RecordedEvent:
     )
 
 
-_EVENT_COLUMNS: Final = (
+EVENT_COLUMNS: Final = (
     events.c.id,
     events.c.course_designer_plan_id,
     events.c.event_type,
@@ -627,8 +627,8 @@ class EventStore:
         stored = {
             event.id: event
             for event in map(
-                _row_to_event,
-                connection.execute(select(*_EVENT_COLUMNS).where(events.c.id.in_(given_ids))),
+                event_from_row,
+                connection.execute(select(*EVENT_COLUMNS).where(events.c.id.in_(given_ids))),
             )
         }
         if not stored:
@@ -730,7 +730,7 @@ class EventStore:
             return cached
         rank = rank_expression(dict(ranks))
         statement = (
-            select(*_EVENT_COLUMNS)
+            select(*EVENT_COLUMNS)
             .where(
                 events.c.course_designer_plan_id == bindparam("plan", type_=UUIDType()),
                 *self._live_filter(valid, known),
@@ -870,7 +870,7 @@ class EventStore:
         if limit < 1:
             raise InvalidInput("limit must be at least 1", field="limit")
         query = (
-            select(*_EVENT_COLUMNS)
+            select(*EVENT_COLUMNS)
             .where(events.c.course_designer_plan_id == plan, events.c.deleted_at.is_(None))
             .order_by(events.c.occurred_at.desc(), events.c.created_at.desc(), events.c.id.desc())
             .limit(limit + 1)
@@ -886,7 +886,7 @@ class EventStore:
                 ),
             )
         with self.read_transaction() as connection:
-            page = [_row_to_event(row) for row in connection.execute(query)]
+            page = [event_from_row(row) for row in connection.execute(query)]
         more = len(page) > limit
         page = page[:limit]
         cursor = (
@@ -897,7 +897,7 @@ class EventStore:
     def timeline_query_sql(self, plan_id: UUID) -> str:
         """The timeline's SQL with literal values (for EXPLAIN in tests and docs)."""
         query = (
-            select(*_EVENT_COLUMNS)
+            select(*EVENT_COLUMNS)
             .where(events.c.course_designer_plan_id == plan_id, events.c.deleted_at.is_(None))
             .order_by(events.c.occurred_at.desc(), events.c.created_at.desc(), events.c.id.desc())
             .limit(51)
@@ -912,7 +912,7 @@ class EventStore:
         """Every row of a plan, deleted ones included, in the order they were recorded."""
         plan = _as_uuid(plan_id, "plan_id")
         base = (
-            select(*_EVENT_COLUMNS)
+            select(*EVENT_COLUMNS)
             .where(events.c.course_designer_plan_id == plan)
             .order_by(events.c.created_at, events.c.occurred_at, events.c.id)
             .limit(page_size)
@@ -930,7 +930,7 @@ class EventStore:
                             literal(last.id, events.c.id.type),
                         )
                     )
-                rows = [_row_to_event(row) for row in connection.execute(query)]
+                rows = [event_from_row(row) for row in connection.execute(query)]
                 yield from rows
                 if len(rows) < page_size:
                     return
@@ -945,11 +945,11 @@ class EventStore:
         ident = _as_uuid(event_id, "event_id")
         with self.read_transaction() as connection:
             row = connection.execute(
-                select(*_EVENT_COLUMNS).where(events.c.id == ident)
+                select(*EVENT_COLUMNS).where(events.c.id == ident)
             ).one_or_none()
         if row is None:
             raise UnknownEvent(ident)
-        return _row_to_event(row)
+        return event_from_row(row)
 
     def plan_ids(self, *, page_size: int = 1000) -> Iterator[UUID]:
         """Every plan with at least one stored row, in id order, page by page.

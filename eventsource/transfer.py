@@ -30,7 +30,7 @@ from .events import (
     validate_stage,
 )
 from .jsonl import dumps_row, event_to_row, row_to_event
-from .store import EventStore, WriteNotice
+from .store import EVENT_COLUMNS, EventStore, WriteNotice, event_from_row
 from .tables import course_designer_plans, events, users
 
 CHUNK: Final = 2000
@@ -162,11 +162,9 @@ class _Importer:
     def store_rows(self, ids: list[UUID]) -> list[RecordedEvent]:
         if not ids:
             return []
-        from .store import _EVENT_COLUMNS, _row_to_event
-
         return [
-            _row_to_event(row)
-            for row in self.connection.execute(select(*_EVENT_COLUMNS).where(events.c.id.in_(ids)))
+            event_from_row(row)
+            for row in self.connection.execute(select(*EVENT_COLUMNS).where(events.c.id.in_(ids)))
         ]
 
     def check_parents(self, new: list[tuple[int, RecordedEvent]]) -> None:
@@ -375,16 +373,14 @@ def export_rows(
     progress: Progress | None = None,
 ) -> Iterator[RecordedEvent]:
     """Every row (deleted ones included), plan by plan, each plan in stream order."""
-    from .store import _EVENT_COLUMNS, _row_to_event
-
     for plan_id in plan_ids if plan_ids is not None else store.plan_ids():
         query = (
-            select(*_EVENT_COLUMNS)
+            select(*EVENT_COLUMNS)
             .where(events.c.course_designer_plan_id == plan_id)
             .order_by(events.c.occurred_at, events.c.created_at, events.c.id)
         )
         with store.read_transaction() as connection:
-            rows = [_row_to_event(row) for row in connection.execute(query)]
+            rows = [event_from_row(row) for row in connection.execute(query)]
         yield from rows
         if progress is not None:
             progress(1)
