@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -123,6 +124,33 @@ def create_pg_schema() -> str:
 def drop_pg_schema(schema: str) -> None:
     with psycopg.connect(require_postgres(), autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def pg_database() -> Iterator[tuple[str, EventStore]]:
+    """A migrated PostgreSQL schema of its own: (url, store); skips without PostgreSQL."""
+    schema = create_pg_schema()
+    url = pg_schema_url(schema)
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+        yield url, EventStore(engine)
+    finally:
+        engine.dispose()
+        drop_pg_schema(schema)
+
+
+@pytest.fixture
+def pg() -> Iterator[tuple[str, EventStore]]:
+    """(url, store) of a migrated PostgreSQL schema (PostgreSQL-only tests)."""
+    with pg_database() as database:
+        yield database
+
+
+@pytest.fixture
+def pg_engine(pg: tuple[str, EventStore]) -> Engine:
+    """A migrated PostgreSQL engine only (PostgreSQL-only tests)."""
+    return pg[1].engine
 
 
 @pytest.fixture(

@@ -4,7 +4,7 @@ and leaves nothing of the batch behind. Runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from eventsource import migrate
 from eventsource.backend import translate
 from eventsource.config import make_engine
 from eventsource.errors import (
@@ -27,7 +26,7 @@ from eventsource.errors import (
 from eventsource.events import DEFAULT_MAX_PAYLOAD_BYTES, STAGES, NewEvent, same_json
 from eventsource.store import EventStore
 from eventsource.tables import events
-from tests.conftest import create_pg_schema, drop_pg_schema, make_plan, pg_schema_url
+from tests.conftest import make_plan
 
 Plan = tuple[UUID, UUID]
 AWARE = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
@@ -241,19 +240,6 @@ def test_an_unknown_reference_with_an_expected_version_still_writes_nothing(
     with pytest.raises(UnknownReference):
         store.append(plan_id, [NewEvent("b", {}, actor_user_id=uuid4())], expected_version=1)
     assert store.version(plan_id) == 1
-
-
-@pytest.fixture
-def pg_engine() -> Iterator[Engine]:
-    """A migrated PostgreSQL engine only (for PostgreSQL-specific tests)."""
-    schema = create_pg_schema()
-    eng = make_engine(pg_schema_url(schema))
-    try:
-        migrate.upgrade(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        drop_pg_schema(schema)
 
 
 @pytest.mark.postgres

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -41,7 +40,6 @@ from tests.test_worker import (
     assert_snapshots_are_fresh_folds,
     expected_states,
     note,
-    pg_database,
     queued,
     read_until,
     sample_lines,
@@ -51,12 +49,6 @@ from tests.test_worker import (
 )
 
 PG_CLUSTER = ("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main")
-
-
-@pytest.fixture
-def pg() -> Iterator[tuple[str, EventStore]]:
-    with pg_database() as database:
-        yield database
 
 
 def count_rows(store: EventStore, table: Any) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,8 +15,6 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import Connection, Engine, func, select, text
 
-from eventsource import migrate
-from eventsource.config import make_engine
 from eventsource.errors import (
     ConcurrencyConflict,
     IdempotencyConflict,
@@ -35,7 +33,7 @@ from eventsource.store import (
     WriteNotice,
 )
 from eventsource.tables import events, retractions
-from tests.conftest import create_pg_schema, drop_pg_schema, make_plan, pg_schema_url
+from tests.conftest import make_plan
 
 Plan = tuple[UUID, UUID]
 T0 = datetime(2025, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
@@ -659,19 +657,6 @@ def test_a_timeline_limit_below_one_is_invalid(store: EventStore, plan: Plan) ->
     with pytest.raises(InvalidInput) as info:
         store.timeline(plan[0], limit=0)
     assert info.value.field == "limit"
-
-
-@pytest.fixture
-def pg_engine() -> Iterator[Engine]:
-    """A migrated PostgreSQL engine only (for PostgreSQL-specific tests)."""
-    schema = create_pg_schema()
-    eng = make_engine(pg_schema_url(schema))
-    try:
-        migrate.upgrade(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        drop_pg_schema(schema)
 
 
 @pytest.mark.postgres

@@ -19,8 +19,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -46,7 +45,7 @@ from projections.engine import ProjectionEngine
 from projections.fold import canonical_json, thaw
 from projections.typing import Event, Projection
 from projections.worker import Worker, reconcile
-from tests.conftest import DATA, create_pg_schema, drop_pg_schema, make_plan, pg_schema_url
+from tests.conftest import DATA, make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 Plan = tuple[UUID, UUID]
@@ -91,20 +90,6 @@ BOTH: tuple[Projection[Any], ...] = (COURSE, LEDGER)
 
 
 # -- helpers shared with test_faults and test_security -------------------------
-
-
-@contextmanager
-def pg_database() -> Iterator[tuple[str, EventStore]]:
-    """A migrated PostgreSQL schema of its own: (url, store); skips without PostgreSQL."""
-    schema = create_pg_schema()
-    url = pg_schema_url(schema)
-    engine = make_engine(url)
-    try:
-        migrate.upgrade(engine)
-        yield url, EventStore(engine)
-    finally:
-        engine.dispose()
-        drop_pg_schema(schema)
 
 
 def queued(store: EventStore) -> dict[UUID, int]:
@@ -233,12 +218,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 
 
 
 # -- fixtures ------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg() -> Iterator[tuple[str, EventStore]]:
-    with pg_database() as database:
-        yield database
 
 
 # -- the change feed: every library write queues its plan ----------------------
