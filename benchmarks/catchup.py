@@ -75,8 +75,8 @@ def _worker_main(
 ) -> None:
     """The body of one worker process (module level: ``spawn`` imports it by name)."""
     try:
+        from eventsource import EventStore
         from eventsource.config import make_engine
-        from eventsource.store import EventStore
         from projections.course_designer import CourseDesignerPlanProjection
         from projections.worker import Worker
 

@@ -31,7 +31,7 @@ from typing import Any, Final
 import orjson
 import sqlalchemy
 
-from eventsource.store import EventStore
+from eventsource import EventStore
 from projections.course_designer import CourseDesignerPlanProjection
 from projections.engine import ProjectionEngine
 

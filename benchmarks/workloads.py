@@ -27,8 +27,7 @@ from uuid import UUID
 
 from sqlalchemy import func, select
 
-from eventsource import feed
-from eventsource.store import EventStore
+from eventsource import EventStore
 from eventsource.tables import plan_changes, snapshots
 from projections.course_designer import CourseDesignerPlanProjection
 from projections.engine import ProjectionEngine
@@ -293,15 +292,12 @@ def replay_plans(ctx: Context) -> list[Result]:
 
 
 def _stored_hashes(ctx: Context, plan_ids: Sequence[UUID]) -> dict[UUID, str]:
-    from projections import snapshots
-
-    with ctx.store.read_transaction() as connection:
-        found: dict[UUID, str] = {}
-        for plan_id in plan_ids:
-            snapshot = snapshots.load(connection, plan_id, ctx.projection.name)
-            if snapshot is not None:
-                found[plan_id] = snapshot.state_hash
-        return found
+    found: dict[UUID, str] = {}
+    for plan_id in plan_ids:
+        snapshot = ctx.store.snapshot_row(plan_id, ctx.projection.name)
+        if snapshot is not None:
+            found[plan_id] = snapshot.state_hash
+    return found
 
 
 # -- E: catch-up by worker processes ---------------------------------------------------
@@ -343,7 +339,7 @@ def catch_up(ctx: Context) -> list[Result]:
         with store.write_transaction() as connection:
             now = datetime.now(UTC)
             for plan_id in plan_ids:
-                feed.record_change(connection, plan_id, now)
+                store.record_change(store.raw(connection), plan_id, now)
         queued = _queued(ctx)
         if queued != len(plan_ids):
             raise RuntimeError(f"queued {queued} plans, expected {len(plan_ids)}")

@@ -11,6 +11,7 @@ from .errors import (
     IdempotencyConflict,
     InvalidInput,
     NonDeterministicProjection,
+    PermissionDenied,
     SchemaMissing,
     StoreUnavailable,
     UnknownEvent,
@@ -18,20 +19,13 @@ from .errors import (
     UnknownReference,
 )
 from .events import STAGES, NewEvent, RecordedEvent
-from .store import (
-    ANY,
-    NO_STREAM,
-    STREAM_EXISTS,
-    AppendResult,
-    EventStore,
-    ExpectedVersion,
-    StreamPosition,
-    StreamState,
-    TimelineCursor,
-    TimelinePage,
-    WriteHook,
-    WriteNotice,
-)
+from .feed import ChangeFeedStore
+from .hooks import WriteHook, WriteNotice
+from .positions import StreamPosition, TimelineCursor, TimelinePage
+from .snapshots import Snapshot, SnapshotStore
+from .store import EventStore
+from .streams import AppendResult, StreamStore
+from .versions import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, StreamState
 
 __all__ = [
     "ANY",
@@ -39,6 +33,7 @@ __all__ = [
     "STAGES",
     "STREAM_EXISTS",
     "AppendResult",
+    "ChangeFeedStore",
     "ConcurrencyConflict",
     "ConfigurationError",
     "EventSourceError",
@@ -48,11 +43,15 @@ __all__ = [
     "InvalidInput",
     "NewEvent",
     "NonDeterministicProjection",
+    "PermissionDenied",
     "RecordedEvent",
     "SchemaMissing",
+    "Snapshot",
+    "SnapshotStore",
     "StoreUnavailable",
     "StreamPosition",
     "StreamState",
+    "StreamStore",
     "TimelineCursor",
     "TimelinePage",
     "UnknownEvent",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final, TypeVar
 
+import psycopg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from .errors import (
@@ -49,23 +50,35 @@ class TransientError(EventSourceError):
     """A failure that rerunning the whole transaction may cure (retried internally)."""
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    state = getattr(exc.orig, "sqlstate", None)
+def _sqlstate(orig: BaseException) -> str | None:
+    state = getattr(orig, "sqlstate", None)
     return state if isinstance(state, str) else None
 
 
-def _constraint(exc: DBAPIError) -> str | None:
-    diag = getattr(exc.orig, "diag", None)
+def _constraint(orig: BaseException) -> str | None:
+    diag = getattr(orig, "diag", None)
     name = getattr(diag, "constraint_name", None) if diag is not None else None
     return name if isinstance(name, str) else None
 
 
-def translate(exc: DBAPIError) -> EventSourceError:
-    """Map a driver error to the library's error tree."""
-    state = _sqlstate(exc)
+DRIVER_ERRORS: Final = (psycopg.Error, sqlite3.Error)
+"""What the drivers raise when the hot paths run their statements directly."""
+
+
+def translate(exc: DBAPIError | psycopg.Error | sqlite3.Error) -> EventSourceError:
+    """Map a driver error (raw, or in SQLAlchemy's wrapper) to the library's error tree."""
+    if isinstance(exc, DBAPIError):
+        orig: BaseException = exc.orig if exc.orig is not None else exc
+        lost = isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
+    else:
+        orig = exc
+        lost = isinstance(
+            exc, psycopg.OperationalError | psycopg.InterfaceError | sqlite3.OperationalError
+        )
+    state = _sqlstate(orig)
     if state is not None:
         if state == "23503":
-            constraint = _constraint(exc) or ""
+            constraint = _constraint(orig) or ""
             if "actor_user_id" in constraint:
                 return UnknownReference(
                     "actor_user_id names a user that does not exist; create the user first "
@@ -82,7 +95,7 @@ def translate(exc: DBAPIError) -> EventSourceError:
         if state.startswith("22") or state in ("23514", "23502", "54000"):
             return InvalidInput(
                 f"the database refused the value (SQLSTATE {state}): "
-                f"{getattr(getattr(exc.orig, 'diag', None), 'message_primary', '')}"
+                f"{getattr(getattr(orig, 'diag', None), 'message_primary', '')}"
             )
         if state in ("42P01", "42703", "42704", "3F000"):
             return SchemaMissing("the event store's tables are missing")
@@ -97,7 +110,6 @@ def translate(exc: DBAPIError) -> EventSourceError:
             return StoreUnavailable(
                 f"the database is unavailable (SQLSTATE {state}); check that it is running"
             )
-    orig = exc.orig
     if isinstance(orig, sqlite3.Error):
         code = getattr(orig, "sqlite_errorcode", None)
         if code == SQLITE_CONSTRAINT_FOREIGNKEY:
@@ -115,7 +127,7 @@ def translate(exc: DBAPIError) -> EventSourceError:
             return StoreUnavailable(
                 "the SQLite database file cannot be opened; check the path and permissions"
             )
-    if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+    if lost:
         return StoreUnavailable(
             f"the database connection failed ({type(orig).__name__}); check that the "
             "database is running and the URL is right"
@@ -134,7 +146,7 @@ def translated() -> Iterator[None]:
     """Run a block, turning driver errors into library errors."""
     try:
         yield
-    except DBAPIError as exc:
+    except (DBAPIError, *DRIVER_ERRORS) as exc:
         raise translate(exc) from exc
 
 

@@ -34,7 +34,9 @@ from .config import make_engine, resolve_url
 from .errors import EventSourceError, InvalidInput
 from .events import NewEvent, RecordedEvent, check_timestamp
 from .jsonl import dumps_row, event_to_row, format_timestamp
-from .store import ANY, NO_STREAM, STREAM_EXISTS, EventStore, ExpectedVersion, TimelineCursor
+from .positions import TimelineCursor
+from .store import EventStore
+from .versions import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from uuid import UUID
 
 import orjson
@@ -40,9 +40,13 @@ class NewEvent:
     id: UUID | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """One row of ``course_designer_plan_events``, as stored."""
+class RecordedEvent(NamedTuple):
+    """One row of ``course_designer_plan_events``, as stored.
+
+    A named tuple rather than a dataclass: a stream read builds one per row, and a
+    tuple is built in a tenth of the time of a frozen dataclass. It is immutable
+    all the same; ``event._replace(deleted_at=...)`` gives a changed copy.
+    """
 
     id: UUID
     plan_id: UUID
@@ -297,6 +301,43 @@ def same_json(left: Any, right: Any) -> bool:
     if isinstance(left, list | tuple) and isinstance(right, list | tuple):
         return len(left) == len(right) and all(map(same_json, left, right))
     return type(left) is type(right) and bool(left == right)
+
+
+IMMUTABLE_FIELDS: Final = (
+    "plan_id",
+    "event_type",
+    "payload",
+    "stage",
+    "actor_user_id",
+    "occurred_at",
+)
+"""What a re-sent event id must repeat exactly (``created_at`` too, on import)."""
+
+
+def _same(left: Any, right: Any) -> bool:
+    """Same stored content: JSON by value (as jsonb keeps numbers), instants in UTC."""
+    if isinstance(left, Mapping) and isinstance(right, Mapping):
+        return same_json(left, right)
+    if isinstance(left, datetime) and isinstance(right, datetime):
+        return left.astimezone(UTC) == right.astimezone(UTC)
+    return bool(left == right)
+
+
+def differing_fields(stored: RecordedEvent, **candidate: Any) -> list[str]:
+    """The fields of ``candidate`` whose content differs from the stored event's.
+
+    The one idempotency comparison, for appends and imports: a field given as
+    ``None`` where the store would have chosen the value (an ``occurred_at``
+    left to default) is not compared.
+    """
+    names: list[str] = [name for name in IMMUTABLE_FIELDS if name in candidate]
+    names += [name for name in candidate if name not in IMMUTABLE_FIELDS]
+    return [
+        name
+        for name in names
+        if not (name == "occurred_at" and candidate[name] is None)
+        and not _same(candidate[name], getattr(stored, name))
+    ]
 
 
 def validate_event_type(event_type: Any) -> str:

@@ -1,4 +1,4 @@
-"""The change feed: which plans changed, recorded in the writing transaction.
+"""The change-feed tier: record, claim, clear, requeue and listen.
 
 Why not poll the event table? ``created_at`` and ``updated_at`` are ``now()``,
 the *start* of the writing transaction, and the spec'd table has no sequence
@@ -27,25 +27,101 @@ Writes made outside the library (the host's own SQL) bypass this table;
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import Connection
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+import psycopg
 
-from .tables import plan_changes
+from .backend import translated, with_retries
+from .database import Raw
+from .streams import Bookkeeping, StreamStore
 
-__all__ = ["plan_changes", "record_change"]
+log = logging.getLogger(__name__)
+
+CHANNEL: Final = "eventsource_plan_changes"
+"""On PostgreSQL a trigger on the change table NOTIFYs this channel."""
 
 
-def record_change(connection: Connection, plan_id: UUID, now: datetime) -> None:
-    """Record, in the caller's transaction, that ``plan_id`` changed."""
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(plan_changes).values(plan_id=plan_id, change_seq=1, changed_at=now)
-    connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=[plan_changes.c.plan_id],
-            set_={"change_seq": plan_changes.c.change_seq + 1},
-        )
-    )
+class ChangeFeedStore(StreamStore):
+    """The stream tier plus the change feed: every write records its plan."""
+
+    def _bookkeeping(
+        self, plan_id: UUID, earliest: datetime | None, now: datetime | None
+    ) -> Bookkeeping:
+        # Before the snapshot tier's staleness update: see SnapshotStore._bookkeeping.
+        record = (self.sql.record_change, self._change_params(plan_id, now))
+        return [*super()._bookkeeping(plan_id, earliest, now), record]
+
+    def _change_params(self, plan_id: UUID, now: datetime | None) -> dict[str, Any]:
+        stamp = now or datetime.now(UTC)
+        return {"plan": self.sql.uuid(plan_id), "now": self.sql.timestamp(stamp)}
+
+    def record_change(self, raw: Raw, plan_id: UUID, now: datetime) -> None:
+        """Record, in the caller's transaction, that ``plan_id`` changed."""
+        raw.execute(self.sql.record_change, self._change_params(plan_id, now))
+
+    def requeue(self, plan_ids: Iterable[UUID]) -> int:
+        """Queue plans for the workers again (each in its own write transaction)."""
+        count = 0
+        for plan_id in plan_ids:
+
+            def one(plan: UUID = plan_id) -> None:
+                with self.write_transaction() as connection:
+                    now = self.lock_plan(connection, plan)
+                    self.record_change(self.raw(connection), plan, now)
+
+            with_retries(one)
+            count += 1
+        return count
+
+    def claim(self, raw: Raw, limit: int) -> list[tuple[UUID, int]]:
+        """Claim up to ``limit`` changed plans, oldest change first, in ``raw``'s transaction.
+
+        On PostgreSQL the rows stay locked (``FOR UPDATE SKIP LOCKED``) until the
+        transaction ends: other workers skip them, writers wait for them.
+        """
+        rows = raw.execute(self.sql.claim, {"limit": limit}).fetchall()
+        return [(self.sql.decode_uuid(plan), int(seq)) for plan, seq in rows]
+
+    def clear(self, raw: Raw, plan_id: UUID, change_seq: int) -> bool:
+        """Drop a claimed change, unless a write re-queued the plan since the claim."""
+        cursor = raw.execute(self.sql.clear, {"plan": self.sql.uuid(plan_id), "seq": change_seq})
+        return bool(cursor.rowcount)
+
+    def queued(self) -> int:
+        """How many plans wait in the feed."""
+        with translated(), self.database.connection() as raw:
+            (count,) = raw.execute("SELECT count(*) FROM eventsource_plan_changes").fetchone()
+        return int(count)
+
+    def listen(self) -> psycopg.Connection[Any] | None:
+        """A connection LISTENing on the feed's channel (PostgreSQL), else None.
+
+        Callers poll when this is None, and open it again when it is lost.
+        """
+        if not self.sql.supports_skip_locked:
+            return None
+        url = self.engine.url
+        # The engine's own connection parameters, query ones (sslmode, a socket
+        # host, ...) included; the session options (search_path) do not matter
+        # to LISTEN, whose channels are per database.
+        params: dict[str, Any] = url.translate_connect_args(username="user", database="dbname")
+        params.update(url.query)
+        try:
+            conn = psycopg.connect(autocommit=True, connect_timeout=5, **params)
+        except psycopg.Error as exc:
+            log.warning("LISTEN unavailable (%s); polling instead", exc)
+            return None
+        try:
+            conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as exc:
+            conn.close()
+            log.warning("LISTEN failed (%s); polling instead", exc)
+            return None
+        return conn
+
+
+__all__ = ["CHANNEL", "ChangeFeedStore"]

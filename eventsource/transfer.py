@@ -12,26 +12,29 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import UTC
 from typing import IO, Any, Final
 from uuid import UUID, uuid5
 
 import orjson
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, func, select, update
 
 from .errors import IdempotencyConflict, InvalidInput, UnknownReference
 from .events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    IMMUTABLE_FIELDS,
     RecordedEvent,
     as_jsonb,
-    same_json,
+    differing_fields,
     validate_event_type,
     validate_payload,
     validate_stage,
 )
+from .hooks import WriteNotice
 from .jsonl import dumps_row, event_to_row, row_to_event
-from .store import EVENT_COLUMNS, EventStore, WriteNotice, event_from_row
-from .tables import course_designer_plans, events, users
+from .store import EventStore
+from .tables import course_designer_plans, users
 
 CHUNK: Final = 2000
 SYSTEM_USER_NAMESPACE: Final = UUID("5b0a4a3e-6f0f-4f5e-9a55-0c4c1f8a9d10")
@@ -69,7 +72,7 @@ def parse_lines(
             event = row_to_event(row)
             validate_event_type(event.event_type)
             validate_payload(event.payload, max_payload_bytes)
-            event = replace(event, payload=as_jsonb(event.payload))
+            event = event._replace(payload=as_jsonb(event.payload))
             validate_stage(event.stage)
         except InvalidInput as exc:
             raise InvalidInput(f"line {number}: {exc}", field=exc.field) from None
@@ -94,14 +97,10 @@ def _content_key(event: RecordedEvent) -> bytes:
 
 
 def _differing(stored: RecordedEvent, incoming: RecordedEvent) -> list[str]:
-    names = ("plan_id", "event_type", "stage", "actor_user_id", "occurred_at")
-    out = [name for name in names if getattr(stored, name) != getattr(incoming, name)]
-    # By value: jsonb gives -0.0 back as 0.0 and 1e16 as an integer.
-    if not same_json(stored.payload, incoming.payload):
-        out.insert(1, "payload")
-    if stored.created_at != incoming.created_at:
-        out.append("created_at")
-    return out
+    return differing_fields(
+        stored,
+        **{name: getattr(incoming, name) for name in (*IMMUTABLE_FIELDS, "created_at")},
+    )
 
 
 class _Importer:
@@ -149,10 +148,7 @@ class _Importer:
         if not new:
             return
         self.check_parents(new)
-        if self.connection.dialect.name == "postgresql":
-            self.copy([event for _, event in new])
-        else:
-            self.connection.execute(events.insert(), [_as_row(event) for _, event in new])
+        self.store.sql.bulk_insert(self.store.raw(self.connection), [event for _, event in new])
         self.inserted += len(new)
         for _, event in new:
             current = self.earliest.get(event.plan_id)
@@ -160,12 +156,7 @@ class _Importer:
                 self.earliest[event.plan_id] = event.occurred_at
 
     def store_rows(self, ids: list[UUID]) -> list[RecordedEvent]:
-        if not ids:
-            return []
-        return [
-            event_from_row(row)
-            for row in self.connection.execute(select(*EVENT_COLUMNS).where(events.c.id.in_(ids)))
-        ]
+        return list(self.store.stored(self.store.raw(self.connection), ids).values())
 
     def check_parents(self, new: list[tuple[int, RecordedEvent]]) -> None:
         plans: dict[UUID, tuple[int, UUID | None]] = {}
@@ -252,53 +243,11 @@ class _Importer:
             self.known_users.add(user)
         return user
 
-    def copy(self, batch: list[RecordedEvent]) -> None:
-        raw = self.connection.connection.driver_connection
-        assert raw is not None
-        columns = (
-            "id, course_designer_plan_id, actor_user_id, event_type, stage, payload, "
-            "occurred_at, created_at, updated_at, deleted_at"
-        )
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(f"COPY course_designer_plan_events ({columns}) FROM STDIN") as copy,
-        ):
-            for event in batch:
-                copy.write_row(
-                    (
-                        event.id,
-                        event.plan_id,
-                        event.actor_user_id,
-                        event.event_type,
-                        event.stage,
-                        orjson.dumps(event.payload).decode(),
-                        event.occurred_at,
-                        event.created_at,
-                        event.updated_at,
-                        event.deleted_at,
-                    )
-                )
-
 
 def IdempotencyConflict_at(number: int, conflict: IdempotencyConflict) -> IdempotencyConflict:
     error = IdempotencyConflict(conflict.event_id, conflict.fields)
     error.args = (f"line {number}: {conflict}",)
     return error
-
-
-def _as_row(event: RecordedEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "course_designer_plan_id": event.plan_id,
-        "actor_user_id": event.actor_user_id,
-        "event_type": event.event_type,
-        "stage": event.stage,
-        "payload": event.payload,
-        "occurred_at": event.occurred_at,
-        "created_at": event.created_at,
-        "updated_at": event.updated_at,
-        "deleted_at": event.deleted_at,
-    }
 
 
 def import_events(
@@ -318,13 +267,7 @@ def import_events(
     """
     read = 0
     with store.write_transaction() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(
-                text("LOCK TABLE course_designer_plan_events IN SHARE ROW EXCLUSIVE MODE")
-            )
-            now = connection.execute(text("SELECT now()")).scalar_one()
-        else:
-            now = store.lock_plan(connection, UUID(int=0))
+        now = store.sql.lock_table(store.raw(connection)).astimezone(UTC)
         importer = _Importer(store, connection, create_parents)
         batch: list[tuple[int, RecordedEvent]] = []
         for item in parse_lines(lines, max_payload_bytes=store.max_payload_bytes):
@@ -374,14 +317,7 @@ def export_rows(
 ) -> Iterator[RecordedEvent]:
     """Every row (deleted ones included), plan by plan, each plan in stream order."""
     for plan_id in plan_ids if plan_ids is not None else store.plan_ids():
-        query = (
-            select(*EVENT_COLUMNS)
-            .where(events.c.course_designer_plan_id == plan_id)
-            .order_by(events.c.occurred_at, events.c.created_at, events.c.id)
-        )
-        with store.read_transaction() as connection:
-            rows = [event_from_row(row) for row in connection.execute(query)]
-        yield from rows
+        yield from store.export_rows(plan_id)
         if progress is not None:
             progress(1)
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from eventsource import EventStore
 from eventsource.cli import (
     EXIT_DIFFERENCES,
     database_option,
@@ -27,7 +28,6 @@ from eventsource.cli import (
 )
 from eventsource.errors import UnknownPlan
 from eventsource.jsonl import format_timestamp
-from eventsource.store import EventStore
 
 from .engine import ProjectionEngine
 from .registry import discover

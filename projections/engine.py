@@ -15,21 +15,32 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection
 
-from eventsource.errors import ConfigurationError, NonDeterministicProjection, UnknownPlan
-from eventsource.events import RecordedEvent
-from eventsource.store import EventStore, StreamPosition, WriteNotice
-from eventsource.tables import replay_progress
+from eventsource import (
+    ConfigurationError,
+    EventStore,
+    NonDeterministicProjection,
+    RecordedEvent,
+    Snapshot,
+    StreamPosition,
+    UnknownPlan,
+    WriteNotice,
+)
+from eventsource.backend import with_retries
+from eventsource.database import Raw
 
-from . import snapshots
 from .fold import FoldResult, canonical_json, fold, handles, state_hash, to_event
 from .typing import JSONValue, Projection
 
 S = TypeVar("S")
+
+REPLAY_BATCH = 100
+"""Plans rebuilt per replay transaction (and per checkpoint)."""
 
 
 def is_asynchronous(projection: Projection[Any]) -> bool:
@@ -123,11 +134,14 @@ class ProjectionEngine:
         projection: Projection[S],
         plan_id: UUID,
         *,
+        raw: Raw | None = None,
         connection: Connection | None = None,
-        start: snapshots.Snapshot | None = None,
+        start: Snapshot | None = None,
+        tail: Iterable[RecordedEvent] | None = None,
         valid_at: datetime | None = None,
         known_at: datetime | None = None,
     ) -> LoadedState[S]:
+        """Fold from ``start`` (or the initial state) over ``tail`` or a stream read."""
         ranks = projection.tie_rank
         if start is not None:
             begin = FoldResult(state=projection.from_json(start.state), folded=start.event_count)
@@ -135,21 +149,21 @@ class ProjectionEngine:
         else:
             begin = FoldResult(state=projection.initial_state(plan_id))
             after = None
-        result = fold(
-            projection,
-            self.store.read(
+        if tail is not None:
+            events: Iterable[RecordedEvent] = tail
+        elif raw is not None:
+            events = self.store.read_in(raw, plan_id, after=after, tie_rank=ranks)
+        else:
+            events = self.store.read(
                 plan_id,
                 after=after,
                 tie_rank=ranks,
                 valid_at=valid_at,
                 known_at=known_at,
                 connection=connection,
-            ),
-            begin,
-            strict=self.strict,
-        )
+            )
+        result = fold(projection, events, begin, strict=self.strict)
         skipped_total = sum(result.skipped.values())
-        tail = result.folded - begin.folded + skipped_total
         position = after if result.last is None else StreamPosition.of(result.last, ranks)
         data = projection.to_json(result.state)
         return LoadedState(
@@ -162,7 +176,7 @@ class ProjectionEngine:
             skipped=result.skipped,
             position=position,
             from_snapshot=start is not None,
-            tail=tail,
+            tail=result.folded - begin.folded + skipped_total,
         )
 
     def fold_from_scratch(
@@ -190,6 +204,10 @@ class ProjectionEngine:
     ) -> LoadedState[S]:
         """The plan's state: snapshot + tail, or a time-travel fold.
 
+        The snapshot and the events after it are read together, from one
+        snapshot of the database (one round trip on PostgreSQL); without a
+        usable snapshot the whole stream is read as one statement.
+
         Args:
             as_of: valid time: only events that occurred at or before it.
             known_at: record time: the events recorded by then and not retracted
@@ -198,35 +216,33 @@ class ProjectionEngine:
         Raises:
             UnknownPlan: the plan has no events at all.
         """
-        if known_at is not None or not use_snapshot:
+        loaded: LoadedState[S] | None = None
+        if known_at is None and use_snapshot:
+            ranks = tuple(sorted(projection.tie_rank.items()))
+            snapshot, tail = self.store.load_with_tail(
+                plan_id, projection.name, projection.version, ranks, valid_at=as_of
+            )
+            usable = snapshot is not None and snapshot.usable_for(
+                projection.name, projection.version
+            )
+            if usable and as_of is not None:
+                # The snapshot covers only events up to its position: valid for
+                # an as-of view that includes that whole prefix.
+                assert snapshot is not None
+                usable = snapshot.position is not None and snapshot.position.occurred_at <= as_of
+            if usable:
+                loaded = self._fold_stream(projection, plan_id, start=snapshot, tail=tail)
+        if loaded is None:
             loaded = self._fold_stream(projection, plan_id, valid_at=as_of, known_at=known_at)
-        else:
-            with self.store.read_transaction() as connection:
-                snapshot = snapshots.load(connection, plan_id, projection.name)
-                usable = snapshot is not None and snapshot.usable_for(
-                    projection.name, projection.version
-                )
-                if usable and as_of is not None:
-                    # The snapshot covers only events up to its position: valid
-                    # for an as-of view that includes that whole prefix.
-                    assert snapshot is not None
-                    usable = (
-                        snapshot.position is not None and snapshot.position.occurred_at <= as_of
-                    )
-                loaded = self._fold_stream(
-                    projection,
-                    plan_id,
-                    connection=connection,
-                    start=snapshot if usable else None,
-                    valid_at=as_of,
-                )
-            if (
-                as_of is None
-                and self.snapshot_every is not None
-                and loaded.tail >= self.snapshot_every
-                and not is_asynchronous(projection)
-            ):
-                self.snapshot(projection, plan_id)
+        if (
+            known_at is None
+            and use_snapshot
+            and as_of is None
+            and self.snapshot_every is not None
+            and loaded.tail >= self.snapshot_every
+            and not is_asynchronous(projection)
+        ):
+            self.snapshot(projection, plan_id)
         if loaded.event_count == 0 and self.store.version(plan_id) == 0:
             raise UnknownPlan(plan_id)
         return loaded
@@ -246,16 +262,27 @@ class ProjectionEngine:
         The caller holds the plan's write lock (``EventStore.lock_plan``). With
         ``from_scratch`` the stored snapshot is ignored and replaced.
         """
-        snapshot = None if from_scratch else snapshots.load(connection, plan_id, projection.name)
-        usable = snapshot is not None and snapshot.usable_for(projection.name, projection.version)
-        loaded = self._fold_stream(
-            projection, plan_id, connection=connection, start=snapshot if usable else None
+        return self.refresh_in(
+            self.store.raw(connection), projection, plan_id, from_scratch=from_scratch
         )
+
+    def refresh_in(
+        self,
+        raw: Raw,
+        projection: Projection[S],
+        plan_id: UUID,
+        *,
+        from_scratch: bool = False,
+    ) -> LoadedState[S]:
+        """:meth:`refresh` on the driver connection of the caller's transaction."""
+        snapshot = None if from_scratch else self.store.load_snapshot(raw, plan_id, projection.name)
+        usable = snapshot is not None and snapshot.usable_for(projection.name, projection.version)
+        loaded = self._fold_stream(projection, plan_id, raw=raw, start=snapshot if usable else None)
         if usable and snapshot is not None and loaded.tail == 0:
             return loaded
-        snapshots.save(
-            connection,
-            snapshots.Snapshot(
+        self.store.save_snapshot(
+            raw,
+            Snapshot(
                 plan_id=plan_id,
                 projection=projection.name,
                 projection_version=projection.version,
@@ -279,8 +306,6 @@ class ProjectionEngine:
                 self.store.lock_plan(connection, plan_id)
                 return self.refresh(connection, projection, plan_id, from_scratch=from_scratch)
 
-        from eventsource.backend import with_retries
-
         return with_retries(run)
 
     # -- verify and replay -------------------------------------------------
@@ -295,18 +320,17 @@ class ProjectionEngine:
         """
         first = self.fold_from_scratch(projection, plan_id)
         second, mutated = self._fold_watching_inputs(projection, plan_id)
-        with self.store.read_transaction() as connection:
-            snapshot = snapshots.load(connection, plan_id, projection.name)
-            if snapshot is None:
-                status, snap_hash = "missing", None
-            elif snapshot.projection_version != projection.version:
-                status, snap_hash = "other-version", None
-            elif snapshot.stale:
-                status, snap_hash = "stale", None
-            else:
-                via = self._fold_stream(projection, plan_id, connection=connection, start=snapshot)
-                snap_hash = via.hash
-                status = "ok" if via.hash == first.hash else "differs"
+        snapshot = self.store.snapshot_row(plan_id, projection.name)
+        if snapshot is None:
+            status, snap_hash = "missing", None
+        elif snapshot.projection_version != projection.version:
+            status, snap_hash = "other-version", None
+        elif snapshot.stale:
+            status, snap_hash = "stale", None
+        else:
+            via = self._fold_stream(projection, plan_id, start=snapshot)
+            snap_hash = via.hash
+            status = "ok" if via.hash == first.hash else "differs"
         return VerifyReport(plan_id, first.hash, second, snap_hash, status, mutated)
 
     def _fold_watching_inputs(
@@ -346,59 +370,53 @@ class ProjectionEngine:
         run: str | None = None,
         restart: bool = False,
         progress: Callable[[int], None] | None = None,
+        batch_size: int = REPLAY_BATCH,
     ) -> ReplayReport:
         """Rebuild snapshots from scratch for all plans (or the chosen ones).
 
-        Each plan is rebuilt and marked done in one transaction under the run's
-        name, so an interrupted replay resumes where it stopped; a finished run
-        forgets its marks.
+        Plans are rebuilt ``batch_size`` to a transaction; each plan's snapshot
+        and its checkpoint under the run's name are written in the same
+        transaction, so an interrupted replay resumes after the last committed
+        batch. A finished run forgets its checkpoints.
         """
         name = run or f"{projection.name}@{projection.version}"
         report = ReplayReport(run=name)
-        from eventsource.backend import with_retries
-
         if restart:
-            with_retries(lambda: self._forget_run(name))
-        done = with_retries(lambda: self._finished(name))
+            with_retries(lambda: self.store.forget_run(name))
+        done = with_retries(lambda: self.store.finished(name))
         targets: Iterable[UUID] = plan_ids if plan_ids is not None else self.store.plan_ids()
 
-        for plan_id in targets:
-            if plan_id in done:
+        def rebuild(batch: list[UUID]) -> None:
+            with self.store.database.transaction(write=True) as raw:
+                for plan in batch:
+                    now = self.store.sql.lock(raw, plan)
+                    self.refresh_in(raw, projection, plan, from_scratch=True)
+                    self.store.mark_finished(raw, name, plan, now)
+
+        batch: list[UUID] = []
+        for plan_id in [*targets, None]:
+            if plan_id is not None and plan_id in done:
                 report.skipped_done += 1
                 if progress is not None:
                     progress(1)
                 continue
-
-            def run_one(plan: UUID = plan_id) -> None:
-                with self.store.write_transaction() as connection:
-                    now = self.store.lock_plan(connection, plan)
-                    self.refresh(connection, projection, plan, from_scratch=True)
-                    connection.execute(
-                        replay_progress.insert().values(run=name, plan_id=plan, finished_at=now)
-                    )
-
-            with_retries(run_one)
-            report.rebuilt += 1
-            report.plans.append(plan_id)
+            if plan_id is not None:
+                batch.append(plan_id)
+                if len(batch) < batch_size:
+                    continue
+            if not batch:
+                continue
+            with_retries(partial(rebuild, batch))
+            report.rebuilt += len(batch)
+            report.plans.extend(batch)
             if progress is not None:
-                progress(1)
-        with_retries(lambda: self._forget_run(name))
+                progress(len(batch))
+            batch = []
+        with_retries(lambda: self.store.forget_run(name))
         return report
 
-    def _finished(self, run: str) -> set[UUID]:
-        with self.store.read_transaction() as connection:
-            return set(
-                connection.execute(
-                    select(replay_progress.c.plan_id).where(replay_progress.c.run == run)
-                ).scalars()
-            )
-
-    def _forget_run(self, run: str) -> None:
-        with self.store.write_transaction() as connection:
-            connection.execute(delete(replay_progress).where(replay_progress.c.run == run))
-
     def pending_in_run(self, run: str) -> int:
-        return len(self._finished(run))
+        return len(self.store.finished(run))
 
     # -- history -------------------------------------------------------------
 

@@ -7,10 +7,9 @@ is I/O-free; the engine (``projections.engine``) feeds it pages from the store.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -39,19 +38,47 @@ class InvalidEventPayload(InvalidInput):
     """A stored payload does not match the projection's model for its type."""
 
 
+class FrozenMapping(Mapping[str, Any]):
+    """A read-only view of decoded JSON, frozen level by level as it is read.
+
+    Wrapping costs one small object per event, whatever the payload's size: a
+    reducer that never looks at a payload never pays for freezing it. Nested
+    objects come back as views too, arrays as tuples.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return freeze(self._data[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenMapping({self._data!r})"
+
+
 def freeze(value: Any) -> Any:
-    """A read-only deep copy of decoded JSON (mappings and tuples)."""
+    """A read-only view of decoded JSON (mappings as views, arrays as tuples)."""
     if isinstance(value, dict):
-        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+        return FrozenMapping(value)
     if isinstance(value, list):
         return tuple(freeze(v) for v in value)
     return value
 
 
 def _thaw(value: Any) -> Any:
+    if isinstance(value, FrozenMapping):
+        return _thaw(value._data)
     if isinstance(value, Mapping):
         return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
+    if isinstance(value, tuple | list):
         return [_thaw(v) for v in value]
     return value
 
@@ -63,6 +90,9 @@ def canonical_json(data: JSONValue) -> bytes:
 
 def state_hash(canonical: bytes) -> str:
     return hashlib.sha256(canonical).hexdigest()
+
+
+_new_event: Final = tuple.__new__
 
 
 def to_event(projection: Projection[Any], recorded: RecordedEvent) -> Event:
@@ -80,16 +110,19 @@ def to_event(projection: Projection[Any], recorded: RecordedEvent) -> Event:
                 field="payload",
             ) from exc
     else:
-        payload = freeze(recorded.payload)
-    return Event(
-        id=recorded.id,
-        plan_id=recorded.plan_id,
-        event_type=recorded.event_type,
-        payload=payload,
-        stage=recorded.stage,
-        actor_user_id=recorded.actor_user_id,
-        occurred_at=recorded.occurred_at,
-        created_at=recorded.created_at,
+        payload = FrozenMapping(recorded.payload)
+    return _new_event(
+        Event,
+        (
+            recorded.id,
+            recorded.plan_id,
+            recorded.event_type,
+            payload,
+            recorded.stage,
+            recorded.actor_user_id,
+            recorded.occurred_at,
+            recorded.created_at,
+        ),
     )
 
 

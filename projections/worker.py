@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from types import FrameType
@@ -35,7 +35,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
-    delete,
+    case,
     func,
     literal,
     select,
@@ -43,16 +43,15 @@ from sqlalchemy import (
     update,
 )
 
-from eventsource import feed
+from eventsource import EventStore
 from eventsource.backend import with_retries
 from eventsource.events import same_json
-from eventsource.store import EventStore, rank_expression
-from eventsource.tables import events, plan_changes, snapshots
+from eventsource.feed import CHANNEL
+from eventsource.tables import events, snapshots
 
 from .engine import ProjectionEngine
 from .typing import Projection
 
-CHANNEL: Final = "eventsource_plan_changes"
 STOP_CHECK_SECONDS: Final = 0.25
 """How often a worker waiting on LISTEN looks whether it was asked to stop."""
 RECENT_PLANS: Final = 10_000
@@ -131,25 +130,14 @@ class Worker:
 
         def attempt() -> list[UUID]:
             done: list[UUID] = []
-            with self.store.write_transaction() as connection:
-                claimed = connection.execute(
-                    select(plan_changes.c.plan_id, plan_changes.c.change_seq)
-                    .order_by(plan_changes.c.changed_at, plan_changes.c.plan_id)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                ).all()
-                for plan_id, change_seq in claimed:
+            with self.store.database.transaction(write=True) as raw:
+                for plan_id, change_seq in self.store.claim(raw, self.batch_size):
                     if self.stopping:
                         # Commit what is folded; the unfolded claims end with it.
                         break
                     for projection in self.projections:
-                        self.engine.refresh(connection, projection, plan_id)
-                    connection.execute(
-                        delete(plan_changes).where(
-                            plan_changes.c.plan_id == plan_id,
-                            plan_changes.c.change_seq == change_seq,
-                        )
-                    )
+                        self.engine.refresh_in(raw, projection, plan_id)
+                    self.store.clear(raw, plan_id, change_seq)
                     done.append(plan_id)
                     if self.on_plan is not None:
                         self.on_plan(plan_id)
@@ -223,26 +211,7 @@ class Worker:
         return listener
 
     def _listener(self) -> psycopg.Connection[Any] | None:
-        if self.store.dialect != "postgresql":
-            return None
-        url = self.store.engine.url
-        # The engine's own connection parameters, query ones (sslmode, a socket
-        # host, ...) included; the session options (search_path) do not matter
-        # to LISTEN, whose channels are per database.
-        params: dict[str, Any] = url.translate_connect_args(username="user", database="dbname")
-        params.update(url.query)
-        try:
-            conn = psycopg.connect(autocommit=True, connect_timeout=5, **params)
-        except psycopg.Error as exc:
-            log.warning("LISTEN unavailable (%s); polling every %ss", exc, self.poll_interval)
-            return None
-        try:
-            conn.execute(f"LISTEN {CHANNEL}")
-        except psycopg.Error as exc:
-            conn.close()
-            log.warning("LISTEN failed (%s); polling every %ss", exc, self.poll_interval)
-            return None
-        return conn
+        return self.store.listen()
 
 
 @dataclass(frozen=True)
@@ -280,7 +249,7 @@ def reconcile(
         reasons: dict[str, str] = {}
         with store.read_transaction() as connection:
             for projection in projections:
-                reason = _check(connection, projection, plan_id, engine)
+                reason = _check(store, connection, projection, plan_id, engine)
                 if reason is not None:
                     reasons[projection.name] = reason
         if reasons:
@@ -304,26 +273,14 @@ def reconcile_targets(store: EventStore, *, page_size: int = 1000) -> Iterator[U
             previous = plan_id
 
 
-def _snapshot_plans(store: EventStore, page_size: int = 1000) -> Iterator[UUID]:
-    last: UUID | None = None
-    while True:
-        query = (
-            select(snapshots.c.plan_id).distinct().order_by(snapshots.c.plan_id).limit(page_size)
-        )
-        if last is not None:
-            query = query.where(snapshots.c.plan_id > last)
-        with store.read_transaction() as connection:
-            page: list[UUID] = list(connection.execute(query).scalars())
-        yield from page
-        if len(page) < page_size:
-            return
-        last = page[-1]
+def _snapshot_plans(store: EventStore) -> Iterator[UUID]:
+    yield from store.snapshot_plan_ids()
 
 
 def _queue(store: EventStore, plan_id: UUID, projections: list[str]) -> None:
     with store.write_transaction() as connection:
         now = store.lock_plan(connection, plan_id)
-        feed.record_change(connection, plan_id, now)
+        store.record_change(store.raw(connection), plan_id, now)
         # A snapshot whose covered events changed behind the library's back
         # must be re-folded from scratch, not extended.
         connection.execute(
@@ -333,22 +290,28 @@ def _queue(store: EventStore, plan_id: UUID, projections: list[str]) -> None:
         )
 
 
+def _rank_expression(tie_rank: Mapping[str, int]) -> ColumnElement[int]:
+    """SQL for a projection's tie rank by event type (0 for unranked types)."""
+    if not tie_rank:
+        return literal(0)
+    return case(dict(sorted(tie_rank.items())), value=events.c.event_type, else_=0)
+
+
 def _check(
+    store: EventStore,
     connection: Connection,
     projection: Projection[Any],
     plan_id: UUID,
     engine: ProjectionEngine | None = None,
 ) -> str | None:
-    from . import snapshots as snapshot_rows
-
-    snapshot = snapshot_rows.load(connection, plan_id, projection.name)
+    snapshot = store.load_snapshot(store.raw(connection), plan_id, projection.name)
     if snapshot is None:
         return "no snapshot"
     if snapshot.projection_version != projection.version:
         return f"snapshot of version {snapshot.projection_version}"
     if snapshot.stale:
         return "snapshot stale"
-    rank = rank_expression(projection.tie_rank)
+    rank = _rank_expression(projection.tie_rank)
     position = snapshot.position
     covered: ColumnElement[bool]
     if position is None:

@@ -21,9 +21,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from eventsource import migrate
+from eventsource import EventStore, migrate
 from eventsource.config import make_engine
-from eventsource.store import EventStore
 from projections.testing import load_profile
 
 load_profile()  # HYPOTHESIS_PROFILE=dev (default) | ci | nightly

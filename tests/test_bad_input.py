@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from eventsource import EventStore
 from eventsource.backend import translate
 from eventsource.config import make_engine
 from eventsource.errors import (
@@ -24,7 +25,6 @@ from eventsource.errors import (
     UnknownReference,
 )
 from eventsource.events import DEFAULT_MAX_PAYLOAD_BYTES, STAGES, NewEvent, same_json
-from eventsource.store import EventStore
 from eventsource.tables import events
 from tests.conftest import make_plan
 

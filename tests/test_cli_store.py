@@ -19,9 +19,8 @@ from uuid import UUID, uuid4
 import pytest
 from click.testing import CliRunner, Result
 
-from eventsource import migrate
+from eventsource import EventStore, migrate
 from eventsource.cli import main
-from eventsource.store import EventStore
 from eventsource.transfer import import_events
 from tests.conftest import DATA
 

@@ -17,10 +17,10 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import Engine
 
+from eventsource import ANY, NO_STREAM, AppendResult, EventStore, ExpectedVersion
 from eventsource.config import make_engine
 from eventsource.errors import ConcurrencyConflict
 from eventsource.events import NewEvent
-from eventsource.store import ANY, NO_STREAM, AppendResult, EventStore, ExpectedVersion
 from tests.conftest import make_plan
 
 T = TypeVar("T")

@@ -22,11 +22,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from eventsource import migrate
+from eventsource import EventStore, migrate
 from eventsource.config import make_engine
 from eventsource.events import STAGES, NewEvent, RecordedEvent
 from eventsource.jsonl import dumps_row, event_to_row
-from eventsource.store import EventStore
 from eventsource.transfer import import_events
 from projections.course_designer import CourseDesignerPlanProjection
 from projections.engine import ProjectionEngine

@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, text, update
 
+from eventsource import EventStore, Snapshot
 from eventsource.errors import ConcurrencyConflict, UnknownPlan
 from eventsource.events import NewEvent
-from eventsource.store import EventStore
 from eventsource.tables import snapshots as snapshot_table
 from eventsource.transfer import import_file
-from projections import snapshots
 from projections.course_designer import CourseDesignerPlanProjection
 from projections.engine import InlineProjections, ProjectionEngine
 from tests.conftest import DATA
@@ -146,9 +145,9 @@ def test_snapshot_of_another_projection_version_is_never_used(
     assert loaded.hash == fresh_hash(engine_, plan_id)
 
 
-def _snapshot_row(store: EventStore, plan_id: uuid.UUID) -> snapshots.Snapshot:
+def _snapshot_row(store: EventStore, plan_id: uuid.UUID) -> Snapshot:
     with store.read_transaction() as conn:
-        row = snapshots.load(conn, plan_id, PROJECTION.name)
+        row = store.load_snapshot(store.raw(conn), plan_id, PROJECTION.name)
     assert row is not None
     return row
 
@@ -224,7 +223,7 @@ def test_snapshot_every_n_events_policy(
     store.append(plan_id, workflow(actor)[:2])
     engine.load(PROJECTION, plan_id)
     with store.read_transaction() as conn:
-        assert snapshots.load(conn, plan_id, PROJECTION.name) is None
+        assert store.load_snapshot(store.raw(conn), plan_id, PROJECTION.name) is None
     store.append(plan_id, workflow(actor)[2:])
     engine.load(PROJECTION, plan_id)
     assert _snapshot_row(store, plan_id).event_count == 3
@@ -451,9 +450,9 @@ def test_asynchronous_projection_snapshots_are_written_only_by_workers(
     loaded = engine.load(projection, plan_id)
     assert loaded.event_count == 3
     with store.read_transaction() as conn:
-        assert snapshots.load(conn, plan_id, projection.name) is None
+        assert store.load_snapshot(store.raw(conn), plan_id, projection.name) is None
     assert Worker(store, [projection]).drain() == 1
     with store.read_transaction() as conn:
-        stored = snapshots.load(conn, plan_id, projection.name)
+        stored = store.load_snapshot(store.raw(conn), plan_id, projection.name)
     assert stored is not None
     assert stored.state_hash == loaded.hash

@@ -25,9 +25,9 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import Connection
 
+from eventsource import EventStore, WriteNotice
 from eventsource.backend import TransientError, with_retries
 from eventsource.errors import EventSourceError, StoreUnavailable
-from eventsource.store import EventStore, WriteNotice
 from eventsource.tables import events, plan_changes, replay_progress, snapshots
 from eventsource.transfer import import_events
 from projections.engine import ProjectionEngine
@@ -81,7 +81,7 @@ WRITER = """
     from datetime import UTC, datetime, timedelta
     from uuid import UUID
     from eventsource.events import NewEvent
-    from eventsource.store import EventStore
+    from eventsource import EventStore
 
     url, index, plans_file, total, out = sys.argv[1:]
     index, total = int(index), int(total)
@@ -119,7 +119,7 @@ WRITER = """
 
 WORKER = """
     import sys
-    from eventsource.store import EventStore
+    from eventsource import EventStore
     from projections.worker import Worker
     from tests.test_worker import LEDGER
 
@@ -184,7 +184,7 @@ def test_four_writers_and_two_workers_store_every_event_once_and_fold_it_once(
 
 HOLDING_WORKER = """
     import sys, time
-    from eventsource.store import EventStore
+    from eventsource import EventStore
     from projections.course_designer import CourseDesignerPlanProjection
     from projections.worker import Worker
 
@@ -256,7 +256,7 @@ def test_a_worker_killed_mid_batch_releases_its_claims_and_another_folds_each_pl
 
 SLOW_WORKER = """
     import logging, sys, time
-    from eventsource.store import EventStore
+    from eventsource import EventStore
     from projections.course_designer import CourseDesignerPlanProjection
     from projections.worker import Worker
 
@@ -273,7 +273,7 @@ SLOW_WORKER = """
 
 SLOW_REPLAY = """
     import logging, sys, time
-    from eventsource.store import EventStore
+    from eventsource import EventStore
     from projections.course_designer import CourseDesignerPlanProjection
     from projections.engine import ProjectionEngine
 

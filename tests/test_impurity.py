@@ -22,9 +22,9 @@ from hypothesis import find, settings
 from hypothesis import given as hypothesis_given
 from pydantic import BaseModel
 
+from eventsource import EventStore
 from eventsource.errors import NonDeterministicProjection
 from eventsource.events import NewEvent, RecordedEvent
-from eventsource.store import EventStore
 from projections.engine import ProjectionEngine
 from projections.testing import (
     HashSeedCheck,

@@ -16,12 +16,11 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Connection, Engine, text
 
-from eventsource import migrate
+from eventsource import EventStore, migrate
 from eventsource.cli import main
 from eventsource.config import make_engine
 from eventsource.errors import SchemaMissing
 from eventsource.events import NewEvent
-from eventsource.store import EventStore
 from tests.conftest import create_pg_schema, drop_pg_schema, pg_schema_url
 from tests.test_schema import (
     STAGES,

@@ -16,8 +16,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from eventsource import EventStore
 from eventsource.cli import main
-from eventsource.store import EventStore
 from eventsource.transfer import import_file
 from projections.course_designer import CourseDesignerPlanProjection
 from projections.registry import DuplicateProjection, Registry, discover

@@ -24,14 +24,13 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, event, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from eventsource import roles
+from eventsource import EventStore, roles
 from eventsource.backend import translated
 from eventsource.cli import main
 from eventsource.config import make_engine
 from eventsource.errors import PermissionDenied
 from eventsource.events import NewEvent
 from eventsource.jsonl import dumps_row, event_to_row
-from eventsource.store import EventStore
 from eventsource.tables import events, metadata
 from eventsource.transfer import export_rows, import_events
 from projections.engine import ProjectionEngine

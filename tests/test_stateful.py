@@ -33,10 +33,10 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import Engine, text
 
+from eventsource import EventStore, StreamPosition
 from eventsource.errors import UnknownPlan
 from eventsource.events import STAGES, NewEvent, RecordedEvent
 from eventsource.jsonl import format_timestamp
-from eventsource.store import EventStore, StreamPosition
 from projections.course_designer import CourseDesignerPlanProjection
 from projections.engine import InlineProjections, LoadedState, ProjectionEngine, diff
 from projections.fold import FoldResult, canonical_json, fold, state_hash

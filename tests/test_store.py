@@ -15,14 +15,7 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import Connection, Engine, func, select, text
 
-from eventsource.errors import (
-    ConcurrencyConflict,
-    IdempotencyConflict,
-    InvalidInput,
-    UnknownEvent,
-)
-from eventsource.events import NewEvent, RecordedEvent
-from eventsource.store import (
+from eventsource import (
     ANY,
     NO_STREAM,
     STREAM_EXISTS,
@@ -32,6 +25,13 @@ from eventsource.store import (
     TimelineCursor,
     WriteNotice,
 )
+from eventsource.errors import (
+    ConcurrencyConflict,
+    IdempotencyConflict,
+    InvalidInput,
+    UnknownEvent,
+)
+from eventsource.events import NewEvent, RecordedEvent
 from eventsource.tables import events, retractions
 from tests.conftest import make_plan
 

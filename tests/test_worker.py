@@ -32,14 +32,12 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 from sqlalchemy import Engine, delete, func, select, update
 
-from eventsource import migrate
+from eventsource import EventStore, WriteNotice, migrate
 from eventsource.cli import main
 from eventsource.config import make_engine
 from eventsource.events import NewEvent
-from eventsource.store import EventStore, WriteNotice
 from eventsource.tables import events, plan_changes, snapshots
 from eventsource.transfer import import_events
-from projections import snapshots as snapshot_rows
 from projections.course_designer import CourseDesignerPlanProjection
 from projections.engine import ProjectionEngine
 from projections.fold import canonical_json, thaw
@@ -119,7 +117,7 @@ def assert_snapshots_are_fresh_folds(
     with store.read_transaction() as connection:
         for plan_id in plan_ids:
             for projection in projections:
-                snap = snapshot_rows.load(connection, plan_id, projection.name)
+                snap = store.load_snapshot(store.raw(connection), plan_id, projection.name)
                 fresh = engine.fold_from_scratch(projection, plan_id, connection=connection)
                 if (
                     snap is None
@@ -378,7 +376,7 @@ def test_a_write_landing_while_its_plan_is_claimed_waits_and_requeues_the_plan(
     assert late, "the late append committed after the worker"
     assert queued(store) == {plan_id: 1}, "the late append re-queued the plan"
     with store.read_transaction() as connection:
-        snap = snapshot_rows.load(connection, plan_id, LEDGER.name)
+        snap = store.load_snapshot(store.raw(connection), plan_id, LEDGER.name)
     assert snap is not None
     assert snap.event_count == 2, "the fold did not see the late write"
     assert Worker(store, [LEDGER]).drain() == 1
@@ -520,7 +518,7 @@ def test_sigterm_stops_an_idle_cli_worker_cleanly(
 
 SIGTERM_IN_BATCH = """
     import os, signal, sys
-    from eventsource.store import EventStore
+    from eventsource import EventStore
     from projections.worker import Worker
     from tests.test_worker import LEDGER
 
@@ -612,7 +610,7 @@ def test_reconcile_finds_host_sql_writes_and_a_worker_then_makes_verify_clean(
     for plan_id in plans:
         assert engine_.verify(LEDGER, plan_id).snapshot_status == "ok"
     with store.read_transaction() as connection:
-        gone = snapshot_rows.load(connection, erased, LEDGER.name)
+        gone = store.load_snapshot(store.raw(connection), erased, LEDGER.name)
     assert gone is not None
     assert gone.event_count == 0
     assert gone.position is None

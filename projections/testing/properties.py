@@ -21,7 +21,7 @@ in-process checks (one process has one hash seed): see
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 from uuid import UUID
@@ -446,8 +446,7 @@ def check_backfill_equivalent(
 
     def backfilled(event: RecordedEvent) -> RecordedEvent:
         shift = imported_at - event.created_at
-        return replace(
-            event,
+        return event._replace(
             created_at=imported_at,
             updated_at=event.updated_at + shift,
             deleted_at=None if event.deleted_at is None else event.deleted_at + shift,
@@ -502,9 +501,9 @@ def check_delete_restore_noop(
     model.write(sorted(events, key=lambda e: e.created_at))
     before = {plan_id: model.load(plan_id) for plan_id in plan_ids(events)}
     at = max(e.updated_at for e in events) + timedelta(seconds=1)
-    deleted = [replace(e, deleted_at=at, updated_at=at) for e in targets]
+    deleted = [e._replace(deleted_at=at, updated_at=at) for e in targets]
     model.write(deleted)
-    restored = [replace(e, deleted_at=None, updated_at=at + timedelta(seconds=1)) for e in targets]
+    restored = [e._replace(deleted_at=None, updated_at=at + timedelta(seconds=1)) for e in targets]
     without = [e for e in events if e.id not in {t.id for t in targets}]
     for plan_id in plan_ids(deleted):
         expected, got = replay(projection, without, plan_id), model.load(plan_id)

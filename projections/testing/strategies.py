@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any, Final, Literal, TypeAlias
@@ -649,6 +649,6 @@ def course_designer_streams(
     rows = [e for story in stories for e in story.events]
     # Ids unique across plans (each story only keeps its own apart).
     ids = draw(_unique_uuids(len(rows)), label="event ids")
-    rows = [replace(e, id=i) for e, i in zip(rows, ids, strict=True)]
+    rows = [e._replace(id=i) for e, i in zip(rows, ids, strict=True)]
     rows.sort(key=lambda e: e.created_at)
     return rows

@@ -1,0 +1,514 @@
+"""The store's SQL, one module per backend, built once per store.
+
+Every statement the hot paths run (append, stream reads, snapshot loads, feed
+claims) is text prepared here and executed at the DBAPI level: no SQLAlchemy
+compilation, coercion or type processing per call. :class:`Dialect` holds what
+both backends share (the column list, the stream order, the one keyset
+condition); :mod:`.postgresql` and :mod:`.sqlite` add their placeholders,
+locking, clocks and value codecs. The tiers call a dialect's methods and never
+ask which backend they run on.
+
+The stream order (DESIGN.md, "Order and time") lives here and only here:
+``occurred_at``, then ``created_at``, then a projection's tie rank by event type,
+then ``id``, over live rows. A read is one statement whose rows the caller
+fetches as it folds, so reading a plan costs the same per event however long the
+plan is and however many of its events share a timestamp (a keyset re-query per
+page would re-scan every tied row on each page: quadratic in a one-append plan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from functools import cache
+from typing import Any, Final
+from uuid import UUID
+
+import orjson
+
+from ..events import RecordedEvent
+
+EVENTS: Final = "course_designer_plan_events"
+EVENT_COLUMNS: Final = (
+    "id",
+    "course_designer_plan_id",
+    "event_type",
+    "payload",
+    "stage",
+    "actor_user_id",
+    "occurred_at",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+)
+"""The event columns in :class:`RecordedEvent` field order: the one row mapping."""
+
+SNAPSHOT_COLUMNS: Final = (
+    "plan_id",
+    "projection",
+    "projection_version",
+    "state",
+    "state_hash",
+    "event_count",
+    "position_occurred_at",
+    "position_created_at",
+    "position_rank",
+    "position_id",
+    "stale",
+    "updated_at",
+)
+
+
+class VersionMismatch(Exception):
+    """Inside the store only: a pipelined version check failed (rolled back)."""
+
+
+Ranks = tuple[tuple[str, int], ...]
+"""A projection's tie rank, as sorted ``(event_type, rank)`` pairs (hashable)."""
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (standard quoting, the same on both backends)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def rank_sql(ranks: Ranks, column: str = "event_type") -> str:
+    """SQL for a tie rank by event type (0 for unranked types)."""
+    if not ranks:
+        return "0"
+    whens = " ".join(f"WHEN {_literal(kind)} THEN {int(rank)}" for kind, rank in ranks)
+    return f"(CASE {column} {whens} ELSE 0 END)"
+
+
+class Dialect:
+    """What both backends share; a subclass fills in the backend's specifics.
+
+    Statements use named placeholders written through :meth:`p`; values go in
+    through :meth:`uuid` and :meth:`timestamp` and rows come out through
+    :meth:`decoder`, so the tiers handle only Python values.
+    """
+
+    name: str = ""
+    supports_skip_locked: bool = False
+    pipelines: bool = False
+    positional: str = "?"
+    """The driver's positional placeholder (for ``executemany``)."""
+    """Whether :meth:`pipelined_append` sends a whole append in one round trip."""
+    insert: str = ""
+    """Positional insert of one event row, for ``executemany`` of :meth:`insert_rows`."""
+
+    def p(self, name: str) -> str:
+        """The placeholder for the named parameter ``name``."""
+        raise NotImplementedError
+
+    def clock(self, name: str) -> str:
+        """The transaction's time: a parameter the store stamps, or the server's own."""
+        return self.p(name)
+
+    def json_param(self, name: str) -> str:
+        """The placeholder for a JSON document given as text."""
+        return self.p(name)
+
+    # -- values --------------------------------------------------------------
+
+    def uuid(self, value: UUID) -> Any:
+        return value
+
+    def timestamp(self, value: datetime) -> Any:
+        return value
+
+    def optional_uuid(self, value: UUID | None) -> Any:
+        return None if value is None else self.uuid(value)
+
+    def optional_timestamp(self, value: datetime | None) -> Any:
+        return None if value is None else self.timestamp(value)
+
+    def decoder(self, plan_id: UUID | None = None) -> Callable[[Any], RecordedEvent]:
+        """A function turning one fetched event row into a :class:`RecordedEvent`.
+
+        ``plan_id``, when every row belongs to that plan, lets a backend skip
+        decoding the column. Make one per read: a decoder may cache values that
+        repeat within a stream.
+        """
+        raise NotImplementedError
+
+    def decode_timestamp(self, value: Any) -> datetime:
+        raise NotImplementedError
+
+    def decode_uuid(self, value: Any) -> UUID:
+        raise NotImplementedError
+
+    def decode_json(self, value: Any) -> Any:
+        return value
+
+    # -- driver work ---------------------------------------------------------
+
+    def lock(self, raw: Any, plan_id: UUID) -> datetime:
+        """Serialize the plan's writers in ``raw``'s transaction; the transaction's time."""
+        raise NotImplementedError
+
+    def insert_rows(
+        self, plan_id: UUID, rows: Iterable[Any], now: datetime
+    ) -> list[tuple[Any, ...]]:
+        """Parameters of :attr:`insert` for prepared rows (``PreparedEvent``)."""
+        raise NotImplementedError
+
+    def fetch(self, raw: Any, sql: str, params: Mapping[str, Any], size: int) -> Iterable[Any]:
+        """The rows of one statement, fetched ``size`` at a time as the caller iterates."""
+        cursor = raw.execute(sql, params)
+        try:
+            while rows := cursor.fetchmany(size):
+                yield from rows
+        finally:
+            cursor.close()
+
+    def read_together(
+        self, raw: Any, statements: list[tuple[str, Mapping[str, Any]]]
+    ) -> list[list[Any]]:
+        """Every row of several statements, all read from one snapshot."""
+        raw.execute("BEGIN")
+        try:
+            results = [raw.execute(sql, params).fetchall() for sql, params in statements]
+        finally:
+            raw.execute("COMMIT")
+        return results
+
+    def lock_table(self, raw: Any) -> datetime:
+        """Hold off every other writer of the event table (bulk import); its time."""
+        raise NotImplementedError
+
+    def encode_event(self, event: RecordedEvent) -> tuple[Any, ...]:
+        """A whole stored row as driver values, in :data:`EVENT_COLUMNS` order."""
+        return (
+            self.uuid(event.id),
+            self.uuid(event.plan_id),
+            event.event_type,
+            orjson.dumps(event.payload).decode(),
+            event.stage,
+            self.optional_uuid(event.actor_user_id),
+            self.timestamp(event.occurred_at),
+            self.timestamp(event.created_at),
+            self.timestamp(event.updated_at),
+            self.optional_timestamp(event.deleted_at),
+        )
+
+    def bulk_insert(self, raw: Any, events: list[RecordedEvent]) -> None:
+        """Insert whole rows (timestamps included), as an import does."""
+        marks = ", ".join(self.positional for _ in EVENT_COLUMNS)
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(
+                f"INSERT INTO {EVENTS} ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})",
+                [self.encode_event(event) for event in events],
+            )
+        finally:
+            cursor.close()
+
+    def pipelined_append(
+        self,
+        raw: Any,
+        plan_id: UUID,
+        rows: list[Any],
+        accepted: tuple[int, int] | None,
+        bookkeeping: list[tuple[str, dict[str, Any]]],
+    ) -> tuple[datetime, int | None]:
+        """A whole append transaction in one round trip (where :attr:`pipelines`)."""
+        raise NotImplementedError
+
+    # -- the stream order ----------------------------------------------------
+
+    @cache  # noqa: B019 - one dialect per store, a handful of shapes each
+    def stream(self, ranks: Ranks, valid: bool, known: bool, after: bool) -> str:
+        """A plan's live events in stream order: one statement, all pages.
+
+        Parameters: ``plan``; ``valid_at`` with ``valid``; ``known_at`` with
+        ``known``; ``after_o``, ``after_c``, ``after_r``, ``after_i`` (a position,
+        exclusive) with ``after``.
+        """
+        conditions = [f"course_designer_plan_id = {self.p('plan')}", *self.live(valid, known)]
+        if after:
+            conditions.append(self.after_position(rank_sql(ranks)))
+        return (
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE "
+            + " AND ".join(conditions)
+            + f" ORDER BY occurred_at, created_at, {rank_sql(ranks)}, id"
+        )
+
+    def after_position(
+        self,
+        rank: str,
+        bound: tuple[str, str, str, str] | None = None,
+        prefix: str = "",
+    ) -> str:
+        """Rows strictly after a stream position: the one keyset condition.
+
+        ``bound`` gives the position as SQL (default: the ``after_*``
+        parameters); ``prefix`` qualifies the event columns. The plain bound on
+        ``occurred_at`` lets the timeline index narrow the scan; the row
+        comparison then makes it exact.
+        """
+        o, c, r, i = bound or (
+            self.p("after_o"),
+            self.p("after_c"),
+            self.p("after_r"),
+            self.p("after_i"),
+        )
+        return (
+            f"{prefix}occurred_at >= {o} AND ({prefix}occurred_at, {prefix}created_at, {rank}, "
+            f"{prefix}id) > ({o}, {c}, {r}, {i})"
+        )
+
+    @cache  # noqa: B019 - one dialect per store, a handful of shapes each
+    def snapshot_tail(self, ranks: Ranks, valid: bool) -> str:
+        """The live events after the plan's usable snapshot, in stream order.
+
+        Joined with the snapshot row itself, so it can go out in the same round
+        trip as the snapshot's own SELECT: no rows when there is no usable
+        snapshot (missing, stale or of another ``version``). Parameters: ``plan``,
+        ``projection``, ``version``; ``valid_at`` with ``valid``.
+        """
+        position = (
+            "s.position_occurred_at",
+            "s.position_created_at",
+            "s.position_rank",
+            "s.position_id",
+        )
+        columns = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
+        rank = rank_sql(ranks, "e.event_type")
+        conditions = [
+            f"e.course_designer_plan_id = {self.p('plan')}",
+            "e.deleted_at IS NULL",
+            "NOT s.stale",
+            f"s.projection_version = {self.p('version')}",
+            f"(s.position_id IS NULL OR ({self.after_position(rank, position, 'e.')}))",
+        ]
+        if valid:
+            conditions.append(f"e.occurred_at <= {self.p('valid_at')}")
+        return (
+            f"SELECT {columns} FROM {EVENTS} e JOIN eventsource_snapshots s "
+            f"ON s.plan_id = e.course_designer_plan_id AND s.projection = {self.p('projection')} "
+            "WHERE " + " AND ".join(conditions) + " ORDER BY e.occurred_at, e.created_at, "
+            f"{rank}, e.id"
+        )
+
+    def live(self, valid: bool, known: bool) -> list[str]:
+        """Which rows count: live now, or as known at ``known_at``; by ``valid_at``."""
+        conditions: list[str] = []
+        if valid:
+            conditions.append(f"occurred_at <= {self.p('valid_at')}")
+        if not known:
+            conditions.append("deleted_at IS NULL")
+            return conditions
+        k = self.p("known_at")
+        # Recorded by K and not retracted at K: the current deleted_at covers
+        # deletions still in force, eventsource_retractions the restored ones.
+        conditions += [
+            f"created_at <= {k}",
+            f"(deleted_at IS NULL OR deleted_at > {k})",
+            "NOT EXISTS (SELECT 1 FROM eventsource_retractions r"
+            f" WHERE r.plan_id = {EVENTS}.course_designer_plan_id AND r.event_id = {EVENTS}.id"
+            f" AND r.deleted_at <= {k} AND (r.restored_at IS NULL OR r.restored_at > {k}))",
+        ]
+        return conditions
+
+    def position_params(self, position: Any) -> dict[str, Any]:
+        """Parameters of :meth:`after_position` for a ``StreamPosition``."""
+        return {
+            "after_o": self.timestamp(position.occurred_at),
+            "after_c": self.timestamp(position.created_at),
+            "after_r": position.rank,
+            "after_i": self.uuid(position.id),
+        }
+
+    # -- other event reads ---------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        return f"SELECT count(*) FROM {EVENTS} WHERE course_designer_plan_id = {self.p('plan')}"
+
+    def timeline(self, before: bool) -> str:
+        """Newest first: exactly the reverse of the stream order without a tie rank."""
+        conditions = [f"course_designer_plan_id = {self.p('plan')}", "deleted_at IS NULL"]
+        if before:
+            conditions.append(
+                f"occurred_at <= {self.p('before_o')} AND (occurred_at, created_at, id) < "
+                f"({self.p('before_o')}, {self.p('before_c')}, {self.p('before_i')})"
+            )
+        return (
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE "
+            + " AND ".join(conditions)
+            + f" ORDER BY occurred_at DESC, created_at DESC, id DESC LIMIT {self.p('limit')}"
+        )
+
+    @property
+    def export(self) -> str:
+        """Every row of a plan, deleted ones too, in stream order (no tie rank)."""
+        return (
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} "
+            f"WHERE course_designer_plan_id = {self.p('plan')} "
+            "ORDER BY occurred_at, created_at, id"
+        )
+
+    @property
+    def audit(self) -> str:
+        return (
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} "
+            f"WHERE course_designer_plan_id = {self.p('plan')} "
+            "ORDER BY created_at, occurred_at, id"
+        )
+
+    @property
+    def get(self) -> str:
+        return f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE id = {self.p('id')}"
+
+    def by_ids(self, count: int) -> str:
+        """The stored rows among ``count`` given ids (``id0`` ... ``idN``)."""
+        ids = ", ".join(self.p(f"id{index}") for index in range(count))
+        return f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE id IN ({ids})"
+
+    def ids_params(self, ids: Iterable[UUID]) -> dict[str, Any]:
+        return {f"id{index}": self.uuid(ident) for index, ident in enumerate(ids)}
+
+    @property
+    def plan_exists(self) -> str:
+        return f"SELECT count(*) FROM course_designer_plans WHERE id = {self.p('plan')}"
+
+    def known_users(self, count: int) -> str:
+        ids = ", ".join(self.p(f"id{index}") for index in range(count))
+        return f"SELECT id FROM users WHERE id IN ({ids})"
+
+    @property
+    def plan_ids(self) -> str:
+        """Every plan with a stored row, in id order (one of the few plan-less reads)."""
+        return (
+            f"SELECT DISTINCT course_designer_plan_id FROM {EVENTS} "
+            f"WHERE course_designer_plan_id > {self.p('after')} "
+            f"ORDER BY course_designer_plan_id LIMIT {self.p('limit')}"
+        )
+
+    @property
+    def first_plan_ids(self) -> str:
+        return (
+            f"SELECT DISTINCT course_designer_plan_id FROM {EVENTS} "
+            f"ORDER BY course_designer_plan_id LIMIT {self.p('limit')}"
+        )
+
+    # -- soft delete ---------------------------------------------------------
+
+    @property
+    def event_plan(self) -> str:
+        return f"SELECT course_designer_plan_id FROM {EVENTS} WHERE id = {self.p('id')}"
+
+    @property
+    def event_state(self) -> str:
+        return (
+            f"SELECT occurred_at, deleted_at FROM {EVENTS} "
+            f"WHERE course_designer_plan_id = {self.p('plan')} AND id = {self.p('id')}"
+        )
+
+    @property
+    def set_deleted(self) -> str:
+        """Only ``deleted_at`` changes (the backend may stamp ``updated_at`` too)."""
+        return (
+            f"UPDATE {EVENTS} SET deleted_at = {self.p('deleted_at')} "
+            f"WHERE course_designer_plan_id = {self.p('plan')} AND id = {self.p('id')}"
+        )
+
+    @property
+    def open_retraction(self) -> str:
+        return (
+            "INSERT INTO eventsource_retractions (plan_id, event_id, deleted_at, restored_at) "
+            f"VALUES ({self.p('plan')}, {self.p('id')}, {self.p('deleted_at')}, "
+            f"{self.p('restored_at')})"
+        )
+
+    @property
+    def close_retraction(self) -> str:
+        return (
+            f"UPDATE eventsource_retractions SET restored_at = {self.p('restored_at')} "
+            f"WHERE plan_id = {self.p('plan')} AND event_id = {self.p('id')} "
+            "AND restored_at IS NULL"
+        )
+
+    # -- the change feed -----------------------------------------------------
+
+    @property
+    def record_change(self) -> str:
+        return (
+            "INSERT INTO eventsource_plan_changes (plan_id, change_seq, changed_at) "
+            f"VALUES ({self.p('plan')}, 1, {self.clock('now')}) ON CONFLICT (plan_id) "
+            "DO UPDATE SET change_seq = eventsource_plan_changes.change_seq + 1"
+        )
+
+    @property
+    def claim(self) -> str:
+        return (
+            "SELECT plan_id, change_seq FROM eventsource_plan_changes "
+            f"ORDER BY changed_at, plan_id LIMIT {self.p('limit')}"
+        )
+
+    @property
+    def clear(self) -> str:
+        return (
+            "DELETE FROM eventsource_plan_changes "
+            f"WHERE plan_id = {self.p('plan')} AND change_seq = {self.p('seq')}"
+        )
+
+    # -- snapshots and checkpoints -------------------------------------------
+
+    @property
+    def mark_stale(self) -> str:
+        """Stale every snapshot of the plan positioned at or after ``earliest``."""
+        return (
+            "UPDATE eventsource_snapshots SET stale = "
+            f"{self.true} WHERE plan_id = {self.p('plan')} AND NOT stale "
+            f"AND position_occurred_at >= {self.p('earliest')}"
+        )
+
+    true: str = "true"
+
+    @property
+    def load_snapshot(self) -> str:
+        return (
+            f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM eventsource_snapshots "
+            f"WHERE plan_id = {self.p('plan')} AND projection = {self.p('projection')}"
+        )
+
+    @property
+    def save_snapshot(self) -> str:
+        names = [c for c in SNAPSHOT_COLUMNS if c not in ("stale", "updated_at")]
+        values = [self.json_param(c) if c == "state" else self.p(c) for c in names]
+        updates = [f"{c} = excluded.{c}" for c in (*names[2:], "stale", "updated_at")]
+        return (
+            f"INSERT INTO eventsource_snapshots ({', '.join(names)}, stale, updated_at) "
+            f"VALUES ({', '.join(values)}, {self.false}, {self.clock('updated_at')}) "
+            f"ON CONFLICT (plan_id, projection) DO UPDATE SET {', '.join(updates)}"
+        )
+
+    false: str = "false"
+
+    @property
+    def progress_done(self) -> str:
+        return (
+            "INSERT INTO eventsource_replay_progress (run, plan_id, finished_at) "
+            f"VALUES ({self.p('run')}, {self.p('plan')}, {self.clock('now')})"
+        )
+
+    @property
+    def progress_finished(self) -> str:
+        return f"SELECT plan_id FROM eventsource_replay_progress WHERE run = {self.p('run')}"
+
+    @property
+    def progress_forget(self) -> str:
+        return f"DELETE FROM eventsource_replay_progress WHERE run = {self.p('run')}"
+
+
+__all__ = [
+    "EVENTS",
+    "EVENT_COLUMNS",
+    "SNAPSHOT_COLUMNS",
+    "Dialect",
+    "Ranks",
+    "VersionMismatch",
+    "rank_sql",
+]

@@ -1,0 +1,200 @@
+"""PostgreSQL (psycopg 3): placeholders, the plan lock, the server's clock, codecs.
+
+psycopg already returns ``uuid.UUID``, aware UTC datetimes (sessions run in UTC)
+and, through the engine's orjson loader, decoded ``jsonb``: a fetched event row
+is a :class:`RecordedEvent` as it stands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+from uuid import UUID
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from ..events import RecordedEvent
+from .base import EVENT_COLUMNS, EVENTS, Dialect, VersionMismatch
+
+
+def plan_lock_key(plan_id: UUID) -> int:
+    """A signed 64-bit advisory-lock key derived from the plan id."""
+    return int.from_bytes(plan_id.bytes[:8], "big", signed=True)
+
+
+_new_event: Final = tuple.__new__
+
+
+def _as_event(row: Any) -> RecordedEvent:
+    return _new_event(RecordedEvent, row)
+
+
+class PostgreSQL(Dialect):
+    name = "postgresql"
+    positional = "%s"
+    supports_skip_locked = True
+
+    def p(self, name: str) -> str:
+        return f"%({name})s"
+
+    def clock(self, name: str) -> str:
+        # now(): the transaction's start, the clock of the table's own defaults.
+        return "now()"
+
+    def json_param(self, name: str) -> str:
+        return f"%({name})s::jsonb"
+
+    def decoder(self, plan_id: UUID | None = None) -> Callable[[Any], RecordedEvent]:
+        return _as_event
+
+    def decode_timestamp(self, value: Any) -> datetime:
+        stamp: datetime = value
+        return stamp
+
+    def decode_uuid(self, value: Any) -> UUID:
+        ident: UUID = value
+        return ident
+
+    # -- writing -------------------------------------------------------------
+
+    pipelines = True
+
+    def lock(self, raw: Any, plan_id: UUID) -> datetime:
+        row = raw.execute(self.lock_sql, {"key": plan_lock_key(plan_id)}).fetchone()
+        stamp: datetime = row[1]
+        return stamp
+
+    def insert_rows(
+        self, plan_id: UUID, rows: Iterable[Any], now: datetime
+    ) -> list[tuple[Any, ...]]:
+        # occurred_at left out is the server's now(), created_at/updated_at its defaults.
+        return [
+            (
+                row.id,
+                plan_id,
+                row.actor_user_id,
+                row.event_type,
+                row.stage,
+                row.payload_json.decode(),
+                row.occurred_at,
+            )
+            for row in rows
+        ]
+
+    def fetch(self, raw: Any, sql: str, params: Mapping[str, Any], size: int) -> Iterable[Any]:
+        # One statement streamed in chunks (libpq's chunked rows mode): no cursor
+        # to declare, no re-query per page, memory bounded by ``size``.
+        with raw.cursor() as cursor:
+            yield from cursor.stream(sql, params, size=size)
+
+    def read_together(
+        self, raw: Any, statements: list[tuple[str, Mapping[str, Any]]]
+    ) -> list[list[Any]]:
+        # One round trip: BEGIN, the reads and COMMIT go out in one pipeline.
+        with raw.pipeline():
+            raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cursors = [raw.execute(sql, params) for sql, params in statements]
+            raw.execute("COMMIT")
+        return [cursor.fetchall() for cursor in cursors]
+
+    def lock_table(self, raw: Any) -> datetime:
+        raw.execute(f"LOCK TABLE {EVENTS} IN SHARE ROW EXCLUSIVE MODE")
+        stamp: datetime = raw.execute("SELECT now()").fetchone()[0]
+        return stamp
+
+    def bulk_insert(self, raw: Any, events: list[RecordedEvent]) -> None:
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY {EVENTS} ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy,
+        ):
+            for event in events:
+                copy.write_row(self.encode_event(event))
+
+    def pipelined_append(
+        self,
+        raw: Any,
+        plan_id: UUID,
+        rows: list[Any],
+        accepted: tuple[int, int] | None,
+        bookkeeping: list[tuple[str, dict[str, Any]]],
+    ) -> tuple[datetime, int | None]:
+        """BEGIN, lock, version check, inserts, bookkeeping and COMMIT in one round trip.
+
+        Raises:
+            VersionMismatch: the check failed; nothing was written (rolled back).
+        """
+        params = self.insert_rows(plan_id, rows, datetime.now(UTC))
+        try:
+            with raw.pipeline(), raw.cursor() as lock, raw.cursor() as check:
+                raw.execute("BEGIN")
+                lock.execute(self.lock_sql, {"key": plan_lock_key(plan_id)})
+                if accepted is not None:
+                    check.execute(
+                        self.check_version,
+                        {"plan": plan_id, "low": accepted[0], "high": accepted[1]},
+                    )
+                with raw.cursor() as cursor:
+                    cursor.executemany(self.insert, params)
+                    for sql, values in bookkeeping:
+                        cursor.execute(sql, values)
+                raw.execute("COMMIT")
+                raw.sync()
+                stamp = lock.fetchone()
+                version = check.fetchone() if accepted is not None else None
+        except psycopg.errors.DivisionByZero:
+            if raw.info.transaction_status != TransactionStatus.IDLE:
+                raw.execute("ROLLBACK")
+            raise VersionMismatch from None
+        assert stamp is not None
+        return stamp[1], None if version is None else int(version[0])
+
+    lock_sql: Final = "SELECT pg_advisory_xact_lock(%(key)s), now()"
+    """Serializes the plan's writers; ``now()`` is the transaction's start."""
+
+    insert = (
+        f"INSERT INTO {EVENTS} (id, course_designer_plan_id, actor_user_id, event_type, stage, "
+        "payload, occurred_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s::jsonb, COALESCE(%s::timestamptz, now()))"
+    )
+    """Positional, for ``executemany``: ``created_at``/``updated_at`` default to now()."""
+
+    check_version: Final = (
+        "SELECT CASE WHEN n BETWEEN %(low)s AND %(high)s THEN n ELSE 1 / (n - n) END "
+        f"FROM (SELECT count(*) AS n FROM {EVENTS} WHERE course_designer_plan_id = %(plan)s) v"
+    )
+    """The expected-version check inside the append's pipeline.
+
+    A mismatch divides by zero (SQLSTATE 22012), which aborts the rest of the
+    pipelined transaction before anything is inserted; the store then rolls back
+    and reads the actual version for its :class:`ConcurrencyConflict`. No other
+    statement of an append can divide by zero.
+    """
+
+    @property
+    def mark_stale(self) -> str:
+        # ``earliest`` is null when every event took the transaction's time.
+        return (
+            "UPDATE eventsource_snapshots SET stale = true WHERE plan_id = %(plan)s "
+            "AND NOT stale "
+            "AND position_occurred_at >= LEAST(COALESCE(%(earliest)s::timestamptz, now()), now())"
+        )
+
+    @property
+    def set_deleted(self) -> str:
+        # The set_timestamp trigger stamps updated_at.
+        return (
+            f"UPDATE {EVENTS} SET deleted_at = %(deleted_at)s "
+            "WHERE course_designer_plan_id = %(plan)s AND id = %(id)s"
+        )
+
+    @property
+    def claim(self) -> str:
+        return super().claim + " FOR UPDATE SKIP LOCKED"
+
+    channel: Final = "eventsource_plan_changes"
+    """The NOTIFY channel a trigger on the change table signals."""
+
+
+__all__ = ["PostgreSQL", "plan_lock_key"]

@@ -1,0 +1,204 @@
+"""The snapshot and checkpoint tier: the one owner of the engine's state tables.
+
+A snapshot holds, per plan and projection, the folded state, the projection
+version, the stream position of the last event covered, the number of events
+covered and the state's hash. It is usable only for that projection version and
+while it is fresh: every write that lands at or before its position marks it
+stale in the writing transaction (the bookkeeping below), so no stale state is
+ever served. Replay checkpoints (``eventsource_replay_progress``) record which
+plans a named run has finished, written in the same transaction as their
+snapshots, so an interrupted run resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from .backend import translated
+from .database import Raw
+from .dialects import Ranks
+from .events import RecordedEvent, check_timestamp
+from .feed import ChangeFeedStore
+from .positions import StreamPosition
+from .streams import Bookkeeping
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    plan_id: UUID
+    projection: str
+    projection_version: int
+    state: Any
+    """The state as JSON data (``Projection.to_json``)."""
+    state_hash: str
+    event_count: int
+    """Live events covered: folded plus skipped (unknown types)."""
+    position: StreamPosition | None
+    """The last event covered, or None for an empty stream."""
+    stale: bool
+    updated_at: datetime
+
+    def usable_for(self, name: str, version: int) -> bool:
+        """Only a fresh snapshot of this exact projection version is ever served."""
+        return self.projection == name and self.projection_version == version and not self.stale
+
+
+class SnapshotStore(ChangeFeedStore):
+    """The change-feed tier plus snapshots and replay checkpoints."""
+
+    def _bookkeeping(
+        self, plan_id: UUID, earliest: datetime | None, now: datetime | None
+    ) -> Bookkeeping:
+        # The change-feed upsert and the staleness update must be two statements,
+        # in this order. In READ COMMITTED a statement sees the rows committed
+        # before it started: the upsert may wait for a worker holding the plan's
+        # feed row, and only a statement started after that wait sees the
+        # snapshot row the worker just inserted. Folded into one statement (a
+        # CTE), the update would miss that row and leave it fresh although this
+        # write (a backfill, say) lands before its position. The fault test with
+        # four writers and two workers catches exactly that.
+        bound = earliest if earliest is not None else now
+        stale = (
+            self.sql.mark_stale,
+            {
+                "plan": self.sql.uuid(plan_id),
+                "earliest": None if bound is None else self.sql.timestamp(bound),
+            },
+        )
+        return [*super()._bookkeeping(plan_id, earliest, now), stale]
+
+    # -- snapshots -------------------------------------------------------------
+
+    def _decode_snapshot(self, row: Any) -> Snapshot:
+        sql = self.sql
+        (plan, projection, version, state, digest, count, o, c, r, i, stale, updated) = row
+        position = (
+            None
+            if i is None
+            else StreamPosition(
+                sql.decode_timestamp(o), sql.decode_timestamp(c), int(r), sql.decode_uuid(i)
+            )
+        )
+        return Snapshot(
+            plan_id=sql.decode_uuid(plan),
+            projection=projection,
+            projection_version=int(version),
+            state=sql.decode_json(state),
+            state_hash=digest.strip(),
+            event_count=int(count),
+            position=position,
+            stale=bool(stale),
+            updated_at=sql.decode_timestamp(updated),
+        )
+
+    def load_snapshot(self, raw: Raw, plan_id: UUID, projection: str) -> Snapshot | None:
+        """The plan's snapshot for ``projection``, usable or not, in ``raw``'s transaction."""
+        row = raw.execute(
+            self.sql.load_snapshot, {"plan": self.sql.uuid(plan_id), "projection": projection}
+        ).fetchone()
+        return None if row is None else self._decode_snapshot(row)
+
+    def snapshot_row(self, plan_id: UUID, projection: str) -> Snapshot | None:
+        """:meth:`load_snapshot` on its own (for tools and tests)."""
+        self.check_schema()
+        with translated(), self.database.connection() as raw:
+            return self.load_snapshot(raw, plan_id, projection)
+
+    def load_with_tail(
+        self,
+        plan_id: UUID,
+        projection: str,
+        version: int,
+        ranks: Ranks,
+        *,
+        valid_at: datetime | None = None,
+    ) -> tuple[Snapshot | None, list[RecordedEvent]]:
+        """The plan's snapshot and, when it is usable, the live events after it.
+
+        Both come from one snapshot of the database, in one round trip on
+        PostgreSQL. The tail is empty when the snapshot is missing, stale or of
+        another ``version``: the caller then reads the whole stream.
+        """
+        sql = self.sql
+        params: dict[str, Any] = {
+            "plan": sql.uuid(plan_id),
+            "projection": projection,
+            "version": version,
+        }
+        if valid_at is not None:
+            params["valid_at"] = sql.timestamp(check_timestamp(valid_at, "as_of"))
+        self.check_schema()
+        with translated(), self.database.connection() as raw:
+            snapshot_rows, tail_rows = sql.read_together(
+                raw,
+                [
+                    (sql.load_snapshot, params),
+                    (sql.snapshot_tail(ranks, valid_at is not None), params),
+                ],
+            )
+        snapshot = self._decode_snapshot(snapshot_rows[0]) if snapshot_rows else None
+        return snapshot, list(map(sql.decoder(plan_id), tail_rows))
+
+    def save_snapshot(self, raw: Raw, snapshot: Snapshot) -> None:
+        """Insert or replace the plan's snapshot, fresh, in ``raw``'s transaction."""
+        sql = self.sql
+        position = snapshot.position
+        raw.execute(
+            sql.save_snapshot,
+            {
+                "plan_id": sql.uuid(snapshot.plan_id),
+                "projection": snapshot.projection,
+                "projection_version": snapshot.projection_version,
+                "state": orjson.dumps(snapshot.state).decode(),
+                "state_hash": snapshot.state_hash,
+                "event_count": snapshot.event_count,
+                "position_occurred_at": None
+                if position is None
+                else sql.timestamp(position.occurred_at),
+                "position_created_at": None
+                if position is None
+                else sql.timestamp(position.created_at),
+                "position_rank": None if position is None else position.rank,
+                "position_id": None if position is None else sql.uuid(position.id),
+                "updated_at": sql.timestamp(snapshot.updated_at),
+            },
+        )
+
+    def snapshot_plan_ids(self) -> list[UUID]:
+        """Every plan with a snapshot (any projection), in id order."""
+        self.check_schema()
+        with translated(), self.database.connection() as raw:
+            rows = raw.execute(
+                "SELECT DISTINCT plan_id FROM eventsource_snapshots ORDER BY plan_id"
+            ).fetchall()
+        return [self.sql.decode_uuid(plan) for (plan,) in rows]
+
+    # -- replay checkpoints ----------------------------------------------------
+
+    def finished(self, run: str) -> set[UUID]:
+        """The plans the named replay run has finished."""
+        self.check_schema()
+        with translated(), self.database.connection() as raw:
+            rows = raw.execute(self.sql.progress_finished, {"run": run}).fetchall()
+        return {self.sql.decode_uuid(plan) for (plan,) in rows}
+
+    def mark_finished(self, raw: Raw, run: str, plan_id: UUID, now: datetime) -> None:
+        """Record, with the plan's snapshot, that the run has finished it."""
+        raw.execute(
+            self.sql.progress_done,
+            {"run": run, "plan": self.sql.uuid(plan_id), "now": self.sql.timestamp(now)},
+        )
+
+    def forget_run(self, run: str) -> None:
+        """Drop a run's checkpoints (it finished, or restarts)."""
+        self.check_schema()
+        with translated(), self.database.transaction(write=True) as raw:
+            raw.execute(self.sql.progress_forget, {"run": run})
+
+
+__all__ = ["Snapshot", "SnapshotStore"]

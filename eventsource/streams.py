@@ -1,0 +1,699 @@
+"""The stream tier: append, read, version, timeline, audit, soft delete and restore.
+
+Ordering. A plan's stream order is ``occurred_at``, then ``created_at``, then an
+optional tie rank by event type, then ``id``, over rows whose ``deleted_at`` is
+null. Upstream services write both timestamps as ``now()`` (the transaction's
+start), so events of one transaction tie on both and random v4 ids give them no
+meaning: the tie rank lets a projection say which type comes first, and ``id``
+only makes the order total and deterministic. Events appended here get UUIDv7
+ids, monotonic within the process, so a batch keeps the order it was given in.
+A read is one statement (see ``eventsource.dialects.base``) whose rows arrive
+as the caller folds them: one consistent snapshot of the stream, never held in
+memory whole, never re-queried page by page.
+
+Writing. Every write runs in one transaction that first serializes the plan's
+writers (``pg_advisory_xact_lock`` on a 64-bit key of the plan id on
+PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so an expected-version check cannot
+be raced. In the same transaction the tiers above add their bookkeeping (the
+change feed records the plan, the snapshot tier stales what the write lands
+before) and the registered write hooks run (inline projections). On PostgreSQL
+an append without hooks is one pipelined round trip, ``BEGIN`` to ``COMMIT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from uuid import UUID
+
+from sqlalchemy import Connection, Engine, inspect
+from uuid6 import uuid7
+
+from .backend import DRIVER_ERRORS, translate, translated, with_retries
+from .config import make_engine
+from .database import Database, Raw
+from .dialects import VersionMismatch
+from .errors import (
+    ConcurrencyConflict,
+    IdempotencyConflict,
+    InvalidInput,
+    SchemaMissing,
+    UnknownEvent,
+    UnknownReference,
+)
+from .events import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    NewEvent,
+    RecordedEvent,
+    check_timestamp,
+    differing_fields,
+    prepare_payload,
+    validate_event_type,
+    validate_stage,
+)
+from .hooks import WriteHook, WriteNotice
+from .positions import StreamPosition, TimelineCursor, TimelinePage
+from .versions import (
+    ANY,
+    ExpectedVersion,
+    accepted_range,
+    check_expected_argument,
+    check_version,
+    label,
+)
+
+DEFAULT_PAGE_SIZE: Final = 2000
+"""Rows fetched per round trip while a stream is folded."""
+
+REQUIRED_TABLES: Final = frozenset(
+    {
+        "course_designer_plan_events",
+        "eventsource_snapshots",
+        "eventsource_plan_changes",
+        "eventsource_retractions",
+    }
+)
+
+Bookkeeping = list[tuple[str, dict[str, Any]]]
+"""Statements a write runs after its rows, in this order, in its transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    plan_id: UUID
+    event_ids: tuple[UUID, ...]
+    """Ids of the whole batch, in the order given (new and already stored)."""
+    appended: int
+    """Rows actually inserted; 0 when the whole batch was an idempotent re-send."""
+    version: int | None
+    """The plan's version after the append, when an expected version was checked."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """One validated event of an append, before the transaction stamps it."""
+
+    id: UUID
+    event_type: str
+    payload: dict[str, Any]
+    payload_json: bytes
+    stage: str | None
+    actor_user_id: UUID | None
+    occurred_at: datetime | None
+
+    def recorded(self, plan_id: UUID, now: datetime) -> RecordedEvent:
+        return RecordedEvent(
+            self.id,
+            plan_id,
+            self.event_type,
+            self.payload,
+            self.stage,
+            self.actor_user_id,
+            self.occurred_at or now,
+            now,
+            now,
+            None,
+        )
+
+
+def as_uuid(value: UUID | str, field: str) -> UUID:
+    """``value`` as a UUID, or :class:`InvalidInput` naming ``field``."""
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise InvalidInput(f"{field} is not a UUID: {value!r}", field=field) from None
+
+
+def prepare(event: NewEvent, index: int, max_payload_bytes: int) -> PreparedEvent:
+    """Validate one event of a batch (the ``index``-th) for appending.
+
+    Raises:
+        InvalidInput: naming the event and the field.
+    """
+    where = f"event {index}"
+    if not isinstance(event, NewEvent):
+        raise InvalidInput(f"{where} is a {type(event).__name__}, not a NewEvent")
+    try:
+        validate_event_type(event.event_type)
+        payload, payload_json = prepare_payload(event.payload, max_payload_bytes)
+        stage = validate_stage(event.stage)
+        occurred_at = (
+            None if event.occurred_at is None else check_timestamp(event.occurred_at, "occurred_at")
+        )
+        actor = (
+            None if event.actor_user_id is None else as_uuid(event.actor_user_id, "actor_user_id")
+        )
+        event_id = uuid7() if event.id is None else as_uuid(event.id, "id")
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc}", field=exc.field) from None
+    return PreparedEvent(
+        event_id, event.event_type, payload, payload_json, stage, actor, occurred_at
+    )
+
+
+class StreamStore:
+    """The stream tier of the store of ``course_designer_plan_events``.
+
+    Args:
+        engine: a SQLAlchemy engine from :func:`eventsource.config.make_engine`.
+        max_payload_bytes: the largest payload (as JSON) an append accepts.
+        hooks: write hooks run inside every write transaction.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        hooks: Sequence[WriteHook] = (),
+    ) -> None:
+        self.engine = engine
+        self.database = Database(engine)
+        self.sql = self.database.dialect
+        self.dialect: str = self.sql.name
+        self.max_payload_bytes = max_payload_bytes
+        self.hooks: list[WriteHook] = list(hooks)
+        self._schema_ok = False
+
+    @classmethod
+    def from_url(cls, url: str | None = None, **kwargs: Any) -> Any:
+        """A store for ``url`` (else ``EVENTSOURCE_DATABASE_URL``, else the default)."""
+        return cls(make_engine(url), **kwargs)
+
+    def close(self) -> None:
+        self.database.close()
+        self.engine.dispose()
+
+    # -- transactions ----------------------------------------------------------
+
+    def check_schema(self) -> None:
+        """Fail early, with what to do, if the database was never migrated.
+
+        Raises:
+            SchemaMissing: the event table or the engine's tables are missing.
+        """
+        if self._schema_ok:
+            return
+        with translated(), self.engine.connect() as connection:
+            names = set(inspect(connection).get_table_names())
+        missing = sorted(REQUIRED_TABLES - names)
+        if missing:
+            raise SchemaMissing(f"the database lacks table(s) {', '.join(missing)}")
+        self._schema_ok = True
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Connection]:
+        """A SQLAlchemy connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        self.check_schema()
+        with translated(), self.engine.connect() as connection:
+            connection = connection.execution_options(eventsource_write=True)
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Connection]:
+        """A SQLAlchemy connection in a read transaction that sees one snapshot."""
+        self.check_schema()
+        with translated(), self.engine.connect() as connection:
+            connection = connection.execution_options(isolation_level=self._snapshot_isolation)
+            with connection.begin():
+                yield connection
+
+    @property
+    def _snapshot_isolation(self) -> str:
+        # SQLite reads in WAL already see one snapshot per transaction.
+        return "REPEATABLE READ" if self.sql.supports_skip_locked else "SERIALIZABLE"
+
+    @staticmethod
+    def raw(connection: Connection) -> Raw:
+        """The driver connection under a SQLAlchemy one (same transaction)."""
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        return raw
+
+    def lock_plan(self, connection: Connection, plan_id: UUID) -> datetime:
+        """Serialize the plan's writers; return the transaction's timestamp."""
+        return self.sql.lock(self.raw(connection), plan_id).astimezone(UTC)
+
+    # -- appending -------------------------------------------------------------
+
+    def prepare(self, plan_id: UUID, event: NewEvent, index: int) -> PreparedEvent:
+        """Validate one event; return it ready to insert (without timestamps)."""
+        return prepare(event, index, self.max_payload_bytes)
+
+    def append(
+        self,
+        plan_id: UUID | str,
+        new_events: Sequence[NewEvent],
+        *,
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        """Append a batch to a plan's stream in one transaction.
+
+        Ids not given get time-ordered UUIDv7s (so the batch keeps its order);
+        ``occurred_at`` not given is the transaction's time. Re-sending an event id
+        with identical content is a no-op, so a whole append can safely be retried.
+
+        Raises:
+            InvalidInput: a bad event (nothing of the batch is written).
+            UnknownReference: the plan or an actor does not exist.
+            ConcurrencyConflict: the plan is not at ``expected_version``.
+            IdempotencyConflict: an id was re-sent with different content.
+            SchemaMissing: the database was never migrated.
+            StoreUnavailable: the database cannot be reached (after retries).
+        """
+        plan = as_uuid(plan_id, "plan_id")
+        if not new_events:
+            raise InvalidInput("append needs at least one event", field="events")
+        expected = check_expected_argument(expected_version)
+        given = {event.id for event in new_events if isinstance(event, NewEvent) and event.id}
+        rows = [self.prepare(plan, event, index) for index, event in enumerate(new_events)]
+        if len(given) != sum(1 for event in new_events if event.id is not None):
+            raise InvalidInput("the batch repeats an event id", field="id")
+        given_ids = {row.id for row in rows} if given else set()
+        self.check_schema()
+        return with_retries(lambda: self._append(plan, rows, given_ids, expected))
+
+    def _append(
+        self,
+        plan_id: UUID,
+        rows: list[PreparedEvent],
+        given_ids: set[UUID],
+        expected: ExpectedVersion,
+    ) -> AppendResult:
+        ids = tuple(row.id for row in rows)
+        if self.sql.pipelines and not self.hooks and not given_ids:
+            return self._append_pipelined(plan_id, rows, ids, expected)
+        if self.hooks:
+            with self.write_transaction() as connection:
+                return self._append_in(self.raw(connection), connection, plan_id, rows, expected)
+        with self.database.transaction(write=True) as raw:
+            return self._append_in(raw, None, plan_id, rows, expected)
+
+    def _append_pipelined(
+        self,
+        plan_id: UUID,
+        rows: list[PreparedEvent],
+        ids: tuple[UUID, ...],
+        expected: ExpectedVersion,
+    ) -> AppendResult:
+        given = [row.occurred_at for row in rows if row.occurred_at is not None]
+        bookkeeping = self._bookkeeping(plan_id, min(given) if given else None, None)
+        accepted = None if expected is ANY else accepted_range(expected)
+        try:
+            with self.database.connection() as raw:
+                try:
+                    _, before = self.sql.pipelined_append(raw, plan_id, rows, accepted, bookkeeping)
+                except VersionMismatch:
+                    actual = self._version(raw, plan_id)
+                    raise ConcurrencyConflict(plan_id, label(expected), actual) from None
+        except DRIVER_ERRORS as exc:
+            raise translate(exc) from exc
+        return AppendResult(plan_id, ids, len(rows), None if before is None else before + len(rows))
+
+    def _append_in(
+        self,
+        raw: Raw,
+        connection: Connection | None,
+        plan_id: UUID,
+        rows: list[PreparedEvent],
+        expected: ExpectedVersion,
+    ) -> AppendResult:
+        """An append inside the caller's write transaction (hooks run when given one)."""
+        ids = tuple(row.id for row in rows)
+        try:
+            now = self.sql.lock(raw, plan_id).astimezone(UTC)
+            fresh = self._drop_resent(raw, plan_id, rows)
+            if not fresh:
+                return AppendResult(plan_id, ids, 0, None)
+            version: int | None = None
+            if expected is not ANY:
+                actual = self._version(raw, plan_id)
+                check_version(plan_id, expected, actual)
+                version = actual + len(fresh)
+            try:
+                cursor = raw.cursor()
+                try:
+                    cursor.executemany(self.sql.insert, self.sql.insert_rows(plan_id, fresh, now))
+                finally:
+                    cursor.close()
+            except DRIVER_ERRORS as exc:
+                error = translate(exc)
+                if isinstance(error, UnknownReference) and error.field is None:
+                    raise self._missing_reference(raw, plan_id, fresh) or error from exc
+                raise error from exc
+            appended = tuple(row.recorded(plan_id, now) for row in fresh)
+            earliest = min(event.occurred_at for event in appended)
+            self._run_bookkeeping(raw, plan_id, earliest, now)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc) from exc
+        if connection is not None:
+            notice = WriteNotice(plan_id, "append", earliest, appended)
+            for hook in self.hooks:
+                hook.after_write(self, connection, notice)
+        return AppendResult(plan_id, ids, len(fresh), version)
+
+    def _missing_reference(
+        self, raw: Raw, plan_id: UUID, rows: list[PreparedEvent]
+    ) -> UnknownReference | None:
+        """Which parent a failed foreign key names, where the driver does not say.
+
+        PostgreSQL names the constraint (``backend.translate`` uses it); SQLite
+        does not, but its transaction can still be queried, so look the parents up.
+        """
+        (known_plan,) = raw.execute(
+            self.sql.plan_exists, {"plan": self.sql.uuid(plan_id)}
+        ).fetchone()
+        if not known_plan:
+            return UnknownReference(
+                f"course_designer_plan_id {plan_id} names a plan that does not exist; create "
+                "the plan first or import with --create-parents",
+                field="course_designer_plan_id",
+            )
+        actors = sorted({row.actor_user_id for row in rows if row.actor_user_id})
+        found = raw.execute(self.sql.known_users(len(actors)), self.sql.ids_params(actors))
+        known = {self.sql.decode_uuid(value) for (value,) in found.fetchall()}
+        for actor in actors:
+            if actor not in known:
+                return UnknownReference(
+                    f"actor_user_id {actor} names a user that does not exist; create the "
+                    "user first or import with --create-parents",
+                    field="actor_user_id",
+                )
+        return None
+
+    def stored(self, raw: Raw, ids: Sequence[UUID]) -> dict[UUID, RecordedEvent]:
+        """The stored rows among ``ids`` (any plan), by id."""
+        if not ids:
+            return {}
+        decode = self.sql.decoder()
+        rows = raw.execute(self.sql.by_ids(len(ids)), self.sql.ids_params(ids)).fetchall()
+        return {event.id: event for event in map(decode, rows)}
+
+    def _drop_resent(
+        self, raw: Raw, plan_id: UUID, rows: list[PreparedEvent]
+    ) -> list[PreparedEvent]:
+        stored = self.stored(raw, [row.id for row in rows])
+        if not stored:
+            return rows
+        fresh = []
+        for row in rows:
+            existing = stored.get(row.id)
+            if existing is None:
+                fresh.append(row)
+                continue
+            # occurred_at left to default is "now" on every send: not compared.
+            differing = differing_fields(
+                existing,
+                plan_id=plan_id,
+                event_type=row.event_type,
+                payload=row.payload,
+                stage=row.stage,
+                actor_user_id=row.actor_user_id,
+                occurred_at=row.occurred_at,
+            )
+            if differing:
+                raise IdempotencyConflict(row.id, differing)
+        return fresh
+
+    def _bookkeeping(
+        self, plan_id: UUID, earliest: datetime | None, now: datetime | None
+    ) -> Bookkeeping:
+        """The statements the tiers above add to every write (none in this tier).
+
+        ``earliest`` is the smallest ``occurred_at`` written (None: the
+        transaction's time); ``now`` the transaction's time where the store
+        stamps it (None where the server does).
+        """
+        return []
+
+    def _run_bookkeeping(self, raw: Raw, plan_id: UUID, earliest: datetime, now: datetime) -> None:
+        for sql, params in self._bookkeeping(plan_id, earliest, now):
+            raw.execute(sql, params)
+
+    def after_write(self, connection: Connection, notice: WriteNotice, now: datetime) -> None:
+        """The write's bookkeeping and hooks, inside the caller's write transaction.
+
+        The order is the lock order every transaction follows (plan lock, then the
+        change-feed row, then snapshot rows), so writers and workers never deadlock.
+        """
+        self._run_bookkeeping(self.raw(connection), notice.plan_id, notice.earliest, now)
+        for hook in self.hooks:
+            hook.after_write(self, connection, notice)
+
+    # -- reading ---------------------------------------------------------------
+
+    def _version(self, raw: Raw, plan_id: UUID) -> int:
+        (count,) = raw.execute(self.sql.version, {"plan": self.sql.uuid(plan_id)}).fetchone()
+        return int(count)
+
+    def version(self, plan_id: UUID | str, *, connection: Connection | None = None) -> int:
+        """The plan's version: how many rows it has stored (deleted ones included)."""
+        plan = as_uuid(plan_id, "plan_id")
+        if connection is not None:
+            with translated():
+                return self._version(self.raw(connection), plan)
+        self.check_schema()
+        with translated(), self.database.connection() as raw:
+            return self._version(raw, plan)
+
+    def stream_query(
+        self,
+        plan_id: UUID,
+        *,
+        after: StreamPosition | None = None,
+        tie_rank: Mapping[str, int] | None = None,
+        valid_at: datetime | None = None,
+        known_at: datetime | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """The statement and parameters of one stream read."""
+        ranks = tuple(sorted((tie_rank or {}).items()))
+        params: dict[str, Any] = {"plan": self.sql.uuid(plan_id)}
+        if valid_at is not None:
+            params["valid_at"] = self.sql.timestamp(check_timestamp(valid_at, "as_of"))
+        if known_at is not None:
+            params["known_at"] = self.sql.timestamp(check_timestamp(known_at, "known_at"))
+        if after is not None:
+            params.update(self.sql.position_params(after))
+        sql = self.sql.stream(ranks, valid_at is not None, known_at is not None, after is not None)
+        return sql, params
+
+    def read(
+        self,
+        plan_id: UUID | str,
+        *,
+        after: StreamPosition | None = None,
+        tie_rank: Mapping[str, int] | None = None,
+        valid_at: datetime | None = None,
+        known_at: datetime | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        connection: Connection | None = None,
+    ) -> Iterator[RecordedEvent]:
+        """A plan's live events in stream order: one statement, fetched as you go.
+
+        Args:
+            after: start after this position (exclusive), e.g. a snapshot's.
+            tie_rank: per event type, the rank ordering same-timestamp events.
+            valid_at: only events that occurred at or before this time.
+            known_at: the stream as it was known at this record time: events
+                recorded by then and not retracted at that moment.
+            page_size: rows fetched per round trip.
+            connection: read inside this transaction instead of on its own.
+        """
+        plan = as_uuid(plan_id, "plan_id")
+        sql, params = self.stream_query(
+            plan, after=after, tie_rank=tie_rank, valid_at=valid_at, known_at=known_at
+        )
+        decode = self.sql.decoder(plan)
+        if connection is not None:
+            with translated():
+                yield from map(decode, self.sql.fetch(self.raw(connection), sql, params, page_size))
+            return
+        self.check_schema()
+        with translated(), self.database.connection() as raw:
+            yield from map(decode, self.sql.fetch(raw, sql, params, page_size))
+
+    def read_in(
+        self,
+        raw: Raw,
+        plan_id: UUID,
+        *,
+        after: StreamPosition | None = None,
+        tie_rank: Mapping[str, int] | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> Iterator[RecordedEvent]:
+        """:meth:`read` on a driver connection the caller holds in a transaction."""
+        sql, params = self.stream_query(plan_id, after=after, tie_rank=tie_rank)
+        return map(self.sql.decoder(plan_id), self.sql.fetch(raw, sql, params, page_size))
+
+    def timeline(
+        self,
+        plan_id: UUID | str,
+        *,
+        before: TimelineCursor | None = None,
+        limit: int = 50,
+    ) -> TimelinePage:
+        """One page of a plan's live events, newest first.
+
+        Served by ``course_designer_plan_events_timeline_idx``
+        (plan, deleted_at, occurred_at DESC).
+        """
+        plan = as_uuid(plan_id, "plan_id")
+        if limit < 1:
+            raise InvalidInput("limit must be at least 1", field="limit")
+        params: dict[str, Any] = {"plan": self.sql.uuid(plan), "limit": limit + 1}
+        if before is not None:
+            params.update(
+                before_o=self.sql.timestamp(before.occurred_at),
+                before_c=self.sql.timestamp(before.created_at),
+                before_i=self.sql.uuid(before.id),
+            )
+        self.check_schema()
+        with translated(), self.database.connection() as raw:
+            rows = raw.execute(self.sql.timeline(before is not None), params).fetchall()
+        page = list(map(self.sql.decoder(plan), rows))
+        more = len(page) > limit
+        page = page[:limit]
+        cursor = (
+            TimelineCursor(page[-1].occurred_at, page[-1].created_at, page[-1].id) if more else None
+        )
+        return TimelinePage(tuple(page), cursor)
+
+    def timeline_query_sql(self, plan_id: UUID) -> str:
+        """The timeline's SQL with literal values (for EXPLAIN in tests and docs)."""
+        sql = self.sql.timeline(False)
+        literal = f"'{self.sql.uuid(plan_id)}'"
+        return sql.replace(self.sql.p("plan"), literal).replace(self.sql.p("limit"), "51")
+
+    def audit(
+        self, plan_id: UUID | str, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[RecordedEvent]:
+        """Every row of a plan, deleted ones included, in the order they were recorded."""
+        plan = as_uuid(plan_id, "plan_id")
+        self.check_schema()
+        with translated(), self.database.connection() as raw:
+            rows = self.sql.fetch(raw, self.sql.audit, {"plan": self.sql.uuid(plan)}, page_size)
+            yield from map(self.sql.decoder(plan), rows)
+
+    def export_rows(self, plan_id: UUID) -> list[RecordedEvent]:
+        """Every row of a plan, deleted ones too, in stream order (no tie rank)."""
+        self.check_schema()
+        with translated(), self.database.connection() as raw:
+            rows = raw.execute(self.sql.export, {"plan": self.sql.uuid(plan_id)}).fetchall()
+        return list(map(self.sql.decoder(plan_id), rows))
+
+    def get(self, event_id: UUID | str) -> RecordedEvent:
+        """One event by id, deleted or not.
+
+        Raises:
+            UnknownEvent: no event has this id.
+        """
+        ident = as_uuid(event_id, "event_id")
+        self.check_schema()
+        with translated(), self.database.connection() as raw:
+            row = raw.execute(self.sql.get, {"id": self.sql.uuid(ident)}).fetchone()
+        if row is None:
+            raise UnknownEvent(ident)
+        return self.sql.decoder()(row)
+
+    def plan_ids(self, *, page_size: int = 1000) -> Iterator[UUID]:
+        """Every plan with at least one stored row, in id order, page by page.
+
+        One of the few queries that carry no plan id (see docs/scaling.md).
+        """
+        self.check_schema()
+        last: UUID | None = None
+        while True:
+            with translated(), self.database.connection() as raw:
+                if last is None:
+                    found = raw.execute(self.sql.first_plan_ids, {"limit": page_size})
+                else:
+                    found = raw.execute(
+                        self.sql.plan_ids, {"after": self.sql.uuid(last), "limit": page_size}
+                    )
+                page = [self.sql.decode_uuid(value) for (value,) in found.fetchall()]
+            yield from page
+            if len(page) < page_size:
+                return
+            last = page[-1]
+
+    # -- soft delete and restore -------------------------------------------------
+
+    def soft_delete(self, event_id: UUID | str) -> bool:
+        """Retract an event: set its ``deleted_at``. Returns False if it already was.
+
+        Raises:
+            UnknownEvent: no event has this id.
+        """
+        ident = as_uuid(event_id, "event_id")
+        return with_retries(lambda: self._set_deleted(ident, deleted=True))
+
+    def restore(self, event_id: UUID | str) -> bool:
+        """Undo a soft delete: clear ``deleted_at``. Returns False if it was live.
+
+        Raises:
+            UnknownEvent: no event has this id.
+        """
+        ident = as_uuid(event_id, "event_id")
+        return with_retries(lambda: self._set_deleted(ident, deleted=False))
+
+    def _set_deleted(self, event_id: UUID, *, deleted: bool) -> bool:
+        sql = self.sql
+        with self.write_transaction() as connection:
+            raw = self.raw(connection)
+            ident = sql.uuid(event_id)
+            found = raw.execute(sql.event_plan, {"id": ident}).fetchone()
+            if found is None:
+                raise UnknownEvent(event_id)
+            plan_id = sql.decode_uuid(found[0])
+            plan = sql.uuid(plan_id)
+            now = sql.lock(raw, plan_id).astimezone(UTC)
+            occurred, was_deleted = raw.execute(
+                sql.event_state, {"plan": plan, "id": ident}
+            ).fetchone()
+            if (was_deleted is not None) == deleted:
+                return False
+            stamp = sql.timestamp(now)
+            raw.execute(
+                sql.set_deleted,
+                {"plan": plan, "id": ident, "deleted_at": stamp if deleted else None, "now": stamp},
+            )
+            if deleted:
+                raw.execute(
+                    sql.open_retraction,
+                    {"plan": plan, "id": ident, "deleted_at": stamp, "restored_at": None},
+                )
+            else:
+                closed = raw.execute(
+                    sql.close_retraction, {"plan": plan, "id": ident, "restored_at": stamp}
+                ).rowcount
+                if not closed:
+                    # Deleted outside the library (or imported deleted): keep the
+                    # interval it was retracted for.
+                    raw.execute(
+                        sql.open_retraction,
+                        {
+                            "plan": plan,
+                            "id": ident,
+                            "deleted_at": was_deleted,
+                            "restored_at": stamp,
+                        },
+                    )
+            self.after_write(
+                connection,
+                WriteNotice(
+                    plan_id,
+                    "soft_delete" if deleted else "restore",
+                    sql.decode_timestamp(occurred),
+                ),
+                now,
+            )
+        return True
+
+
+__all__ = ["DEFAULT_PAGE_SIZE", "AppendResult", "PreparedEvent", "StreamStore", "as_uuid"]
