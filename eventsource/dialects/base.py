@@ -80,6 +80,13 @@ def rank_sql(ranks: Ranks, column: str = "event_type") -> str:
     return f"(CASE {column} {whens} ELSE 0 END)"
 
 
+def order_by(ranks: Ranks, prefix: str = "") -> str:
+    """The stream order as an ORDER BY list (no rank term without a tie rank:
+    an integer constant there would mean a column position)."""
+    rank = [rank_sql(ranks, f"{prefix}event_type")] if ranks else []
+    return ", ".join([f"{prefix}occurred_at", f"{prefix}created_at", *rank, f"{prefix}id"])
+
+
 class Dialect:
     """What both backends share; a subclass fills in the backend's specifics.
 
@@ -231,7 +238,8 @@ class Dialect:
         return (
             f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE "
             + " AND ".join(conditions)
-            + f" ORDER BY occurred_at, created_at, {rank_sql(ranks)}, id"
+            + " ORDER BY "
+            + order_by(ranks)
         )
 
     def after_position(
@@ -287,8 +295,7 @@ class Dialect:
         return (
             f"SELECT {columns} FROM {EVENTS} e JOIN eventsource_snapshots s "
             f"ON s.plan_id = e.course_designer_plan_id AND s.projection = {self.p('projection')} "
-            "WHERE " + " AND ".join(conditions) + " ORDER BY e.occurred_at, e.created_at, "
-            f"{rank}, e.id"
+            "WHERE " + " AND ".join(conditions) + " ORDER BY " + order_by(ranks, "e.")
         )
 
     def live(self, valid: bool, known: bool) -> list[str]:

@@ -127,7 +127,7 @@ class PostgreSQL(Dialect):
         """
         params = self.insert_rows(plan_id, rows, datetime.now(UTC))
         try:
-            with raw.pipeline(), raw.cursor() as lock, raw.cursor() as check:
+            with raw.pipeline() as pipeline, raw.cursor() as lock, raw.cursor() as check:
                 raw.execute("BEGIN")
                 lock.execute(self.lock_sql, {"key": plan_lock_key(plan_id)})
                 if accepted is not None:
@@ -140,7 +140,7 @@ class PostgreSQL(Dialect):
                     for sql, values in bookkeeping:
                         cursor.execute(sql, values)
                 raw.execute("COMMIT")
-                raw.sync()
+                pipeline.sync()
                 stamp = lock.fetchone()
                 version = check.fetchone() if accepted is not None else None
         except psycopg.errors.DivisionByZero:
