@@ -347,7 +347,10 @@ def test_unknown_plan_is_an_error(store: EventStore, engine_: ProjectionEngine) 
         engine_.load(PROJECTION, uuid.uuid4())
 
 
-def test_replay_rebuilds_and_resumes_after_interruption(store: EventStore, engine: Engine) -> None:
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_replay_rebuilds_and_resumes_after_interruption(
+    store: EventStore, engine: Engine, batch_size: int
+) -> None:
     import_file(store, str(DATA / "course_designer_events.jsonl"), create_parents=True)
     projection_engine = ProjectionEngine(store, snapshot_every=None)
     plans = sorted(store.plan_ids())[:20]
@@ -356,17 +359,20 @@ def test_replay_rebuilds_and_resumes_after_interruption(store: EventStore, engin
     class Interrupted(Exception):
         pass
 
-    def stop_after_five(n: int) -> None:
+    def stop_after_ten(n: int) -> None:
+        # Progress is reported per committed batch: stop once ten plans are in.
         seen.append(n)
-        if len(seen) == 5:
+        if sum(seen) == 10:
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        projection_engine.replay(PROJECTION, plans, run="r1", progress=stop_after_five)
-    assert projection_engine.pending_in_run("r1") == 5
-    report = projection_engine.replay(PROJECTION, plans, run="r1")
-    assert report.skipped_done == 5
-    assert report.rebuilt == 15
+        projection_engine.replay(
+            PROJECTION, plans, run="r1", progress=stop_after_ten, batch_size=batch_size
+        )
+    assert projection_engine.pending_in_run("r1") == 10
+    report = projection_engine.replay(PROJECTION, plans, run="r1", batch_size=batch_size)
+    assert report.skipped_done == 10
+    assert report.rebuilt == 10
     assert projection_engine.pending_in_run("r1") == 0
     for plan_id in plans:
         assert _snapshot_row(store, plan_id).state_hash == fresh_hash(projection_engine, plan_id)
