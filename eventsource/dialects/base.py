@@ -72,18 +72,20 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def rank_sql(ranks: Ranks, column: str = "event_type") -> str:
+def rank_sql(
+    ranks: Ranks, column: str = "event_type", literal: Callable[[str], str] = _literal
+) -> str:
     """SQL for a tie rank by event type (0 for unranked types)."""
     if not ranks:
         return "0"
-    whens = " ".join(f"WHEN {_literal(kind)} THEN {int(rank)}" for kind, rank in ranks)
+    whens = " ".join(f"WHEN {literal(kind)} THEN {int(rank)}" for kind, rank in ranks)
     return f"(CASE {column} {whens} ELSE 0 END)"
 
 
-def order_by(ranks: Ranks, prefix: str = "") -> str:
+def order_by(ranks: Ranks, prefix: str = "", literal: Callable[[str], str] = _literal) -> str:
     """The stream order as an ORDER BY list (no rank term without a tie rank:
     an integer constant there would mean a column position)."""
-    rank = [rank_sql(ranks, f"{prefix}event_type")] if ranks else []
+    rank = [rank_sql(ranks, f"{prefix}event_type", literal)] if ranks else []
     return ", ".join([f"{prefix}occurred_at", f"{prefix}created_at", *rank, f"{prefix}id"])
 
 
@@ -107,6 +109,10 @@ class Dialect:
     def p(self, name: str) -> str:
         """The placeholder for the named parameter ``name``."""
         raise NotImplementedError
+
+    def literal(self, text: str) -> str:
+        """A SQL string literal for text built into a statement (tie-rank types)."""
+        return _literal(text)
 
     def clock(self, name: str) -> str:
         """The transaction's time: a parameter the store stamps, or the server's own."""
@@ -234,12 +240,12 @@ class Dialect:
         """
         conditions = [f"course_designer_plan_id = {self.p('plan')}", *self.live(valid, known)]
         if after:
-            conditions.append(self.after_position(rank_sql(ranks)))
+            conditions.append(self.after_position(rank_sql(ranks, literal=self.literal)))
         return (
             f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE "
             + " AND ".join(conditions)
             + " ORDER BY "
-            + order_by(ranks)
+            + order_by(ranks, literal=self.literal)
         )
 
     def after_position(
@@ -282,7 +288,7 @@ class Dialect:
             "s.position_id",
         )
         columns = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
-        rank = rank_sql(ranks, "e.event_type")
+        rank = rank_sql(ranks, "e.event_type", self.literal)
         conditions = [
             f"e.course_designer_plan_id = {self.p('plan')}",
             "e.deleted_at IS NULL",
@@ -295,7 +301,7 @@ class Dialect:
         return (
             f"SELECT {columns} FROM {EVENTS} e JOIN eventsource_snapshots s "
             f"ON s.plan_id = e.course_designer_plan_id AND s.projection = {self.p('projection')} "
-            "WHERE " + " AND ".join(conditions) + " ORDER BY " + order_by(ranks, "e.")
+            "WHERE " + " AND ".join(conditions) + " ORDER BY " + order_by(ranks, "e.", self.literal)
         )
 
     def live(self, valid: bool, known: bool) -> list[str]:

@@ -39,6 +39,10 @@ class PostgreSQL(Dialect):
     def p(self, name: str) -> str:
         return f"%({name})s"
 
+    def literal(self, text: str) -> str:
+        # psycopg reads % in statement text as a placeholder: double it.
+        return super().literal(text).replace("%", "%%")
+
     def clock(self, name: str) -> str:
         # now(): the transaction's start, the clock of the table's own defaults.
         return "now()"
