@@ -1,5 +1,5 @@
 """Projection registry (entry points) and the replay tooling: state, replay, verify,
-timeline --changes, as a user runs them."""
+timeline --changes and demo, as a user runs them."""
 
 from __future__ import annotations
 
@@ -301,6 +301,20 @@ def test_timeline_changes_shows_field_by_field_newest_first(loaded_db: str) -> N
     fields = {c["field"] for r in records for c in r["changes"]}
     assert "status" in fields
     assert any(f.startswith("stages[analysis].") for f in fields)
+
+
+def test_demo_migrates_imports_rebuilds_and_tells_one_plans_story(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    runner = CliRunner(env={"COLUMNS": "200"})
+    first = runner.invoke(main, ["demo", "--plans", "4", "--seed", "3", "--database-url", url])
+    assert first.exit_code == 0, first.output
+    for step in ("1. migrate", "2. import", "3. replay", "4. timeline with changes", "next:"):
+        assert step in first.output
+    assert "rebuilt 4 plan snapshots with course_designer_plan" in first.output
+    again = runner.invoke(main, ["demo", "--plans", "4", "--seed", "3", "--database-url", url])
+    assert again.exit_code == 0, again.output
+    assert "already current" in again.output
+    assert " 0 new" in again.output
 
 
 def test_import_into_sqlite_then_state_all_equals_fixture_states(tmp_path: Path) -> None:
