@@ -335,36 +335,6 @@ def export(database_url: str | None, output: Path | None, plans: tuple[str, ...]
     click.echo(f"wrote {count} events to {output}", err=True)
 
 
-@main.command()
-@click.option("--plans", default=100, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write to this file instead of stdout.",
-)
-def generate(plans: int, seed: int, output: Path | None) -> None:
-    """Write a realistic sample event log (JSONL) by simulating the plan workflow.
-
-    Includes older and newer service versions, same-transaction pairs, backfilled
-    imports, soft-deleted mistakes, unknown event types and events with no actor.
-    The same --plans and --seed always give the same file.
-    """
-    from .generate import generate_rows
-
-    log = generate_rows(plans, seed)
-    if output is None:
-        out = sys.stdout
-        for row in log.rows:
-            out.write(dumps_row(row) + "\n")
-        return
-    with output.open("w", encoding="utf-8", newline="\n") as handle:
-        for row in log.rows:
-            handle.write(dumps_row(row) + "\n")
-    click.echo(f"wrote {len(log.rows)} events of {plans} plans to {output}", err=True)
-
-
 def parse_expected(value: str) -> ExpectedVersion:
     lowered = value.lower()
     if lowered == "any":

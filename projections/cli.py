@@ -1,5 +1,5 @@
 """The projection commands of the ``eventsource`` CLI: state, replay, verify, worker,
-reconcile, demo, and ``--changes`` for the store's ``timeline``.
+reconcile, generate, demo, and ``--changes`` for the store's ``timeline``.
 
 :func:`register` adds them to the ``eventsource`` group; ``pyproject.toml`` names it in
 the ``eventsource.commands`` entry-point group, so ``eventsource`` finds the engine's
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -27,9 +28,11 @@ from eventsource.cli import (
     parse_uuid,
     progress_bar,
 )
+from eventsource.jsonl import dumps_row
 
 from .demo import run_demo
 from .engine import ProjectionEngine
+from .generate import generate_rows
 from .registry import discover
 from .typing import Projection
 from .views import format_value, print_changes
@@ -298,6 +301,34 @@ def reconcile(
 
 
 @click.command()
+@click.option("--plans", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+def generate(plans: int, seed: int, output: Path | None) -> None:
+    """Write a realistic sample event log (JSONL) by simulating the plan workflow.
+
+    Includes older and newer service versions, same-transaction pairs, backfilled
+    imports, soft-deleted mistakes, unknown event types and events with no actor.
+    The same --plans and --seed always give the same file.
+    """
+    log = generate_rows(plans, seed)
+    if output is None:
+        out = sys.stdout
+        for row in log.rows:
+            out.write(dumps_row(row) + "\n")
+        return
+    with output.open("w", encoding="utf-8", newline="\n") as handle:
+        for row in log.rows:
+            handle.write(dumps_row(row) + "\n")
+    click.echo(f"wrote {len(log.rows)} events of {plans} plans to {output}", err=True)
+
+
+@click.command()
 @database_option
 @click.option("--plans", default=60, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=7, show_default=True, type=int)
@@ -337,7 +368,7 @@ def with_changes(timeline: click.Command) -> click.Command:
 
 def register(group: click.Group) -> None:
     """Add the projection commands to ``group`` (the ``eventsource.commands`` entry point)."""
-    for command in (state, replay, verify, worker, reconcile, demo):
+    for command in (state, replay, verify, worker, reconcile, generate, demo):
         group.add_command(command)
     timeline = group.commands.get("timeline")
     if timeline is not None:

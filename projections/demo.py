@@ -11,12 +11,12 @@ from rich.table import Table
 from eventsource import migrate as migrations
 from eventsource.cli import progress_bar
 from eventsource.config import make_engine, resolve_url
-from eventsource.generate import generate_rows
 from eventsource.jsonl import dumps_row
 from eventsource.store import EventStore
 from eventsource.transfer import import_events
 
 from .engine import ProjectionEngine
+from .generate import generate_rows
 from .registry import discover
 from .views import print_changes
 

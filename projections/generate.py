@@ -24,9 +24,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Protocol
 
-from .errors import InvalidInput
-from .events import STAGES, add_months, check_timestamp
-from .jsonl import dumps_row, format_timestamp
+from eventsource.errors import InvalidInput
+from eventsource.events import STAGES, add_months, check_timestamp
+from eventsource.jsonl import dumps_row, format_timestamp
 
 __all__ = [
     "DEFAULT_START",
