@@ -25,15 +25,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Protocol
 
 from eventsource.errors import InvalidInput
-from eventsource.events import STAGES, add_months, check_timestamp
+from eventsource.events import STAGES, check_timestamp
 from eventsource.jsonl import dumps_row, format_timestamp
+
+from .course_designer import add_months
 
 __all__ = [
     "DEFAULT_START",
     "STAGE_NAMES",
     "SUGGESTED_MONTHS",
     "GeneratedLog",
-    "add_months",
     "generate_long_plan",
     "generate_rows",
     "write_jsonl",
