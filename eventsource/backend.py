@@ -21,6 +21,7 @@ from .errors import (
     PermissionDenied,
     SchemaMissing,
     StoreUnavailable,
+    TransientError,
     UnknownReference,
 )
 
@@ -43,10 +44,6 @@ RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})
 
 UNAVAILABLE_SQLSTATES: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
 """admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections."""
-
-
-class TransientError(EventSourceError):
-    """A failure that rerunning the whole transaction may cure (retried internally)."""
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:

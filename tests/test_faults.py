@@ -25,8 +25,8 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import Connection
 
-from eventsource.backend import TransientError, with_retries
-from eventsource.errors import EventSourceError, StoreUnavailable
+from eventsource.backend import with_retries
+from eventsource.errors import EventSourceError, StoreUnavailable, TransientError
 from eventsource.store import EventStore, WriteNotice
 from eventsource.tables import events, plan_changes, replay_progress, snapshots
 from eventsource.transfer import import_events

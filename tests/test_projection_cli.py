@@ -17,10 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from eventsource.cli import main
+from eventsource.errors import DuplicateProjection
 from eventsource.store import EventStore
 from eventsource.transfer import import_file
 from projections.course_designer import CourseDesignerPlanProjection
-from projections.registry import DuplicateProjection, Registry, discover
+from projections.registry import Registry, discover
 from tests.conftest import DATA
 
 EXPECTED: dict[str, Any] = json.loads((DATA / "course_designer_states.json").read_text())["plans"]
