@@ -19,7 +19,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from eventsource.events import NewEvent, RecordedEvent
-from eventsource.generate import DEFAULT_START, generate_long_plan, generate_rows
+from projections.generate import DEFAULT_START, generate_long_plan, generate_rows
 
 __all__ = ["Dataset", "Sizes", "TemplateEvent", "build_dataset"]
 

@@ -22,6 +22,7 @@ from .errors import (
     PermissionDenied,
     SchemaMissing,
     StoreUnavailable,
+    TransientError,
     UnknownReference,
 )
 
@@ -44,10 +45,6 @@ RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})
 
 UNAVAILABLE_SQLSTATES: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
 """admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections."""
-
-
-class TransientError(EventSourceError):
-    """A failure that rerunning the whole transaction may cure (retried internally)."""
 
 
 def _sqlstate(orig: BaseException) -> str | None:

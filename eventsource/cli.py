@@ -1,4 +1,9 @@
-"""The ``eventsource`` command line: the replay tooling.
+"""The ``eventsource`` command line: the store's commands, and the group others join.
+
+Other packages add commands through the ``eventsource.commands`` entry-point group
+(see :class:`CommandGroup`); ``projections`` adds the replay tooling that way, so this
+package never imports it. The options, output helpers and :class:`Group` here are
+shared with those commands.
 
 Every command takes ``--database-url`` (else ``EVENTSOURCE_DATABASE_URL``, else a
 SQLite file ``eventsource.sqlite3`` in the working directory). Output is a table
@@ -12,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from uuid import UUID
@@ -40,6 +46,9 @@ from .versions import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+COMMANDS_GROUP: Final = "eventsource.commands"
+"""The entry-point group through which other packages add commands to ``eventsource``."""
+
 FORMATS: Final = ("table", "json", "jsonl")
 EXIT_ERROR: Final = 1
 EXIT_DIFFERENCES: Final = 3
@@ -58,6 +67,67 @@ class Group(click.Group):
         except KeyboardInterrupt:
             stderr.print("interrupted; work committed so far is kept (rerun to resume)")
             sys.exit(130)
+
+
+class CommandGroup(Group):
+    """The top-level group: the store's commands plus those other packages register.
+
+    A package adds commands with an entry point in the ``eventsource.commands`` group
+    naming a function that takes this group and adds its commands to it::
+
+        [project.entry-points."eventsource.commands"]
+        my_package = "my_package.cli:register"
+
+        def register(group: click.Group) -> None:
+            group.add_command(my_command)
+
+    Entry points are loaded the first time a command is listed or looked up, never at
+    import. One that fails to load or to register is a one-line error naming it, and
+    leaves the group as it was.
+    """
+
+    def __init__(self, *args: Any, entry_point_group: str = COMMANDS_GROUP, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.entry_point_group = entry_point_group
+        self._discovered = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.discover()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self.discover()
+        return super().get_command(ctx, cmd_name)
+
+    def discover(self) -> None:
+        """Let every entry point of :attr:`entry_point_group` add its commands (once).
+
+        Raises:
+            click.ClickException: an entry point is broken (its package names it wrongly,
+                fails to import, or its function raises).
+        """
+        if self._discovered:
+            return
+        before = dict(self.commands)
+        for entry_point in sorted(entry_points(group=self.entry_point_group), key=_entry_name):
+            try:
+                register = entry_point.load()
+                if isinstance(register, click.Command) or not callable(register):
+                    raise TypeError(f"{register!r} is not a function register(group)")
+                register(self)
+            except Exception as exc:
+                self.commands = before
+                reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+                raise click.ClickException(
+                    f"the {self.entry_point_group} entry point {entry_point.name!r} "
+                    f"({entry_point.value}) is broken: {reason}; reinstall or remove the "
+                    "package that provides it"
+                ) from exc
+        self._discovered = True
+
+
+def _entry_name(entry_point: EntryPoint) -> str:
+    return entry_point.name
 
 
 def database_option(function: F) -> F:
@@ -158,7 +228,7 @@ def events_table(title: str, rows: list[RecordedEvent], *, audit: bool = False) 
     return table
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="eventsource-course-designer")
 def main() -> None:
     """Event store and replay tooling for course-designer plans.
@@ -267,36 +337,6 @@ def export(database_url: str | None, output: Path | None, plans: tuple[str, ...]
     click.echo(f"wrote {count} events to {output}", err=True)
 
 
-@main.command()
-@click.option("--plans", default=100, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write to this file instead of stdout.",
-)
-def generate(plans: int, seed: int, output: Path | None) -> None:
-    """Write a realistic sample event log (JSONL) by simulating the plan workflow.
-
-    Includes older and newer service versions, same-transaction pairs, backfilled
-    imports, soft-deleted mistakes, unknown event types and events with no actor.
-    The same --plans and --seed always give the same file.
-    """
-    from .generate import generate_rows
-
-    log = generate_rows(plans, seed)
-    if output is None:
-        out = sys.stdout
-        for row in log.rows:
-            out.write(dumps_row(row) + "\n")
-        return
-    with output.open("w", encoding="utf-8", newline="\n") as handle:
-        for row in log.rows:
-            handle.write(dumps_row(row) + "\n")
-    click.echo(f"wrote {len(log.rows)} events of {plans} plans to {output}", err=True)
-
-
 def parse_expected(value: str) -> ExpectedVersion:
     lowered = value.lower()
     if lowered == "any":
@@ -379,29 +419,12 @@ def append(
 @click.argument("plan")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--before", help="Cursor printed at the end of the previous page.")
-@click.option(
-    "--changes",
-    is_flag=True,
-    help="Show what each event changed in the plan state, field by field.",
-)
-@click.option("--projection", default=None, help="Projection for --changes.")
 def timeline(
-    database_url: str | None,
-    output_format: str,
-    plan: str,
-    limit: int,
-    before: str | None,
-    changes: bool,
-    projection: str | None,
+    database_url: str | None, output_format: str, plan: str, limit: int, before: str | None
 ) -> None:
     """A plan's live events, newest first, a page at a time."""
     store = open_store(database_url)
     plan_id = parse_uuid(plan, "plan")
-    if changes:
-        from projections.cli_views import print_changes
-
-        print_changes(store, plan_id, projection, output_format, limit)
-        return
     page = store.timeline(
         plan_id, before=None if before is None else TimelineCursor.decode(before), limit=limit
     )
@@ -464,27 +487,6 @@ def restore(database_url: str | None, event_id: str) -> None:
     changed = open_store(database_url).restore(parse_uuid(event_id, "event"))
     click.echo("restored" if changed else "not deleted; nothing changed")
 
-
-@main.command()
-@database_option
-@click.option("--plans", default=60, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=7, show_default=True, type=int)
-def demo(database_url: str | None, plans: int, seed: int) -> None:
-    """Migrate, load a generated sample, rebuild every plan, show one plan's story."""
-    from .demo import run_demo
-
-    run_demo(database_url, plans=plans, seed=seed)
-
-
-def _attach_projection_commands() -> None:
-    # The CLI is the top layer, the one place that glues store and engine.
-    from projections.cli_views import COMMANDS
-
-    for command in COMMANDS:
-        main.add_command(command)
-
-
-_attach_projection_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

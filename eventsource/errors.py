@@ -4,11 +4,24 @@ Every error the library raises derives from :class:`EventSourceError`. Each
 subclass says what went wrong and, in its message, what to do about it. Driver
 errors are translated at the store boundary by SQLSTATE (PostgreSQL) or by
 SQLite's extended result code, never by matching message text.
+
+This module imports nothing of the library, so every module can raise its errors.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
 from uuid import UUID
+
+
+class _EventRef(Protocol):
+    """What an error needs of an event (a ``RecordedEvent`` has both)."""
+
+    @property
+    def id(self) -> UUID: ...
+
+    @property
+    def event_type(self) -> str: ...
 
 
 class EventSourceError(Exception):
@@ -29,6 +42,10 @@ class InvalidInput(EventSourceError, ValueError):
 
 class UnknownReference(InvalidInput):
     """An event names a plan or actor that does not exist (a foreign key failed)."""
+
+
+class InvalidEventPayload(InvalidInput):
+    """A stored payload does not match the projection's model for its type."""
 
 
 class UnknownPlan(EventSourceError, LookupError):
@@ -82,6 +99,10 @@ class SchemaMissing(EventSourceError):
         super().__init__(f"{detail}; run `eventsource migrate` against this database first")
 
 
+class TransientError(EventSourceError):
+    """A failure that rerunning the whole transaction may cure (retried internally)."""
+
+
 class PermissionDenied(EventSourceError, PermissionError):
     """The database role may not do this (least-privilege roles at work)."""
 
@@ -105,5 +126,21 @@ class NonDeterministicProjection(EventSourceError):
         self.second = second
 
 
+class UnknownEventType(EventSourceError):
+    """Strict mode met an event type the projection does not handle."""
+
+    def __init__(self, projection: str, event: _EventRef) -> None:
+        super().__init__(
+            f"projection {projection!r} does not handle event type {event.event_type!r} "
+            f"(event {event.id}); add it to the projection or fold without strict mode"
+        )
+        self.event_type = event.event_type
+        self.event_id = event.id
+
+
 class ConfigurationError(EventSourceError, ValueError):
     """The configuration (database URL, projection name, ...) is unusable."""
+
+
+class DuplicateProjection(ConfigurationError):
+    """Two projections were registered under one name."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import calendar
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, NamedTuple
 from uuid import UUID
@@ -63,21 +62,6 @@ class RecordedEvent(NamedTuple):
     def position(self) -> tuple[datetime, datetime, UUID]:
         """The event's place in its plan's stream (before any tie rank)."""
         return (self.occurred_at, self.created_at, self.id)
-
-
-def add_months(day: date, months: int) -> date:
-    """``day`` plus whole months, the day clamped to the month's length.
-
-    The service's rule for suggested schedules and extensions: Jan 31 + 1 month
-    is Feb 28 (Feb 29 in a leap year), never Mar 3.
-
-    >>> add_months(date(2025, 1, 31), 1)
-    datetime.date(2025, 2, 28)
-    """
-    year, month0 = divmod(day.year * 12 + day.month - 1 + months, 12)
-    if not 1 <= year <= 9999:
-        raise InvalidInput(f"{day.isoformat()} + {months} months is outside years 1-9999")
-    return date(year, month0 + 1, min(day.day, calendar.monthrange(year, month0 + 1)[1]))
 
 
 def check_timestamp(value: datetime, field: str) -> datetime:

@@ -9,6 +9,7 @@ state is the snake_case vocabulary of the ``course_designer_stage`` enum.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -28,7 +29,6 @@ from pydantic import (
 )
 
 from eventsource.errors import InvalidInput
-from eventsource.events import add_months
 from eventsource.jsonl import format_timestamp
 
 from .typing import Event, JSONValue
@@ -72,6 +72,21 @@ _PAYLOAD_STAGE_INDEX: Final[Mapping[str, int]] = MappingProxyType(
     {s.capitalize(): i for i, s in enumerate(_STAGES)}
 )
 _ONE_DAY: Final = timedelta(days=1)
+
+
+def add_months(day: date, months: int) -> date:
+    """``day`` plus whole months, the day clamped to the month's length.
+
+    The service's rule for suggested schedules and extensions: Jan 31 + 1 month
+    is Feb 28 (Feb 29 in a leap year), never Mar 3.
+
+    >>> add_months(date(2025, 1, 31), 1)
+    datetime.date(2025, 2, 28)
+    """
+    year, month0 = divmod(day.year * 12 + day.month - 1 + months, 12)
+    if not 1 <= year <= 9999:
+        raise InvalidInput(f"{day.isoformat()} + {months} months is outside years 1-9999")
+    return date(year, month0 + 1, min(day.day, calendar.monthrange(year, month0 + 1)[1]))
 
 
 # --- Payloads -----------------------------------------------------------------

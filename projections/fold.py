@@ -14,28 +14,12 @@ from typing import Any, Final, Generic, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from eventsource.errors import EventSourceError, InvalidInput
+from eventsource.errors import InvalidEventPayload, UnknownEventType
 from eventsource.events import RecordedEvent
 
 from .typing import Event, JSONValue, Projection
 
 S = TypeVar("S")
-
-
-class UnknownEventType(EventSourceError):
-    """Strict mode met an event type the projection does not handle."""
-
-    def __init__(self, projection: str, event: RecordedEvent) -> None:
-        super().__init__(
-            f"projection {projection!r} does not handle event type {event.event_type!r} "
-            f"(event {event.id}); add it to the projection or fold without strict mode"
-        )
-        self.event_type = event.event_type
-        self.event_id = event.id
-
-
-class InvalidEventPayload(InvalidInput):
-    """A stored payload does not match the projection's model for its type."""
 
 
 class FrozenMapping(Mapping[str, Any]):

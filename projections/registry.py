@@ -15,16 +15,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import entry_points
 from typing import Any, Final
 
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, DuplicateProjection
 
 from .typing import Projection
 
 GROUP: Final = "eventsource.projections"
 DEFAULT_PROJECTION: Final = "course_designer_plan"
-
-
-class DuplicateProjection(ConfigurationError):
-    """Two projections were registered under one name."""
 
 
 class Registry(Mapping[str, Projection[Any]]):

@@ -12,15 +12,17 @@ import subprocess
 import sys
 from collections import Counter
 from functools import cache
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
-from eventsource import EventStore, migrate
-from eventsource.cli import main
+from eventsource import EventStore, cli, migrate
+from eventsource.cli import CommandGroup, main
 from eventsource.transfer import import_events
 from tests.conftest import DATA
 
@@ -402,7 +404,13 @@ def test_generate_is_deterministic_and_imports(backend_url: str, tmp_path: Path)
     assert f"read {len(rows)} events: {len(rows)} inserted" in imported.output
 
 
-def test_python_dash_m_eventsource_help_works() -> None:
+# -- command discovery ---------------------------------------------------------
+
+STORE_COMMANDS = ("migrate", "import", "export", "append", "timeline", "audit", "delete", "restore")
+PROJECTION_COMMANDS = ("generate", "state", "replay", "verify", "reconcile", "worker", "demo")
+
+
+def test_python_dash_m_eventsource_help_lists_every_command() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "eventsource", "--help"],
         capture_output=True,
@@ -413,8 +421,80 @@ def test_python_dash_m_eventsource_help_works() -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "Usage:" in completed.stdout
-    for command in ("migrate", "import", "export", "append", "timeline", "audit"):
-        assert command in completed.stdout
+    listed = completed.stdout.split("Commands:", 1)[1].split()
+    for command in (*STORE_COMMANDS, *PROJECTION_COMMANDS):
+        assert command in listed
+
+
+def test_importing_the_cli_loads_no_command_entry_point() -> None:
+    code = (
+        "import sys, eventsource.cli; "
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'projections'], sys.modules"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_the_group_lists_the_commands_its_entry_points_register() -> None:
+    assert set(main.list_commands(click.Context(main))) == {
+        *STORE_COMMANDS,
+        *PROJECTION_COMMANDS,
+    }
+    assert "--changes" in ok("timeline", "--help").output
+
+
+def register_hello(group: click.Group) -> None:
+    group.add_command(click.Command("hello", callback=lambda: click.echo("hello")))
+
+
+hello_command = click.Command("hello")
+
+
+def entry_point(value: str, name: str = "plugin") -> EntryPoint:
+    return EntryPoint(name=name, value=value, group="test.commands")
+
+
+def plugin_group(monkeypatch: pytest.MonkeyPatch, *found: EntryPoint) -> CommandGroup:
+    monkeypatch.setattr(cli, "entry_points", lambda group: found)
+    group = CommandGroup(name="eventsource", entry_point_group="test.commands")
+    group.add_command(click.Command("builtin", callback=lambda: click.echo("builtin")))
+    return group
+
+
+def test_an_entry_point_function_adds_its_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    group = plugin_group(monkeypatch, entry_point("tests.test_cli_store:register_hello"))
+    result = CliRunner().invoke(group, ["hello"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "hello\n"
+    assert group.list_commands(click.Context(group)) == ["builtin", "hello"]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("no_such_package.cli:register", "ModuleNotFoundError: No module named 'no_such_package'"),
+        ("tests.test_cli_store:no_such_function", "AttributeError"),
+        ("tests.test_cli_store:hello_command", "TypeError"),
+        ("tests.test_cli_store:register_hello.__name__", "TypeError"),
+    ],
+)
+def test_a_broken_command_entry_point_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, value: str, reason: str
+) -> None:
+    group = plugin_group(
+        monkeypatch,
+        entry_point("tests.test_cli_store:register_hello", name="good"),
+        entry_point(value, name="broken"),
+    )
+    for args in (["--help"], ["builtin"], ["hello"]):
+        result = CliRunner().invoke(group, args)
+        line = one_line_error(result)
+        assert f"the test.commands entry point 'broken' ({value}) is broken: {reason}" in line
+        assert line.endswith("reinstall or remove the package that provides it")
+    # Nothing of a failed discovery is kept: the group still has only its own commands.
+    assert list(group.commands) == ["builtin"]
 
 
 # -- errors --------------------------------------------------------------------

@@ -27,8 +27,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import Connection
 
 from eventsource import EventStore, WriteNotice
-from eventsource.backend import TransientError, with_retries
-from eventsource.errors import EventSourceError, StoreUnavailable
+from eventsource.backend import with_retries
+from eventsource.errors import EventSourceError, StoreUnavailable, TransientError
 from eventsource.tables import events, plan_changes, replay_progress, snapshots
 from eventsource.transfer import import_events
 from projections.engine import ProjectionEngine

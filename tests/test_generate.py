@@ -18,13 +18,13 @@ import pytest
 
 from eventsource.errors import InvalidInput
 from eventsource.events import STAGES
-from eventsource.generate import (
+from eventsource.jsonl import COLUMNS, dumps_row, event_to_row, row_to_event
+from projections.generate import (
     GeneratedLog,
     generate_long_plan,
     generate_rows,
     write_jsonl,
 )
-from eventsource.jsonl import COLUMNS, dumps_row, event_to_row, row_to_event
 
 Row = dict[str, Any]
 

@@ -1,5 +1,5 @@
 """Projection registry (entry points) and the replay tooling: state, replay, verify,
-timeline --changes, as a user runs them."""
+timeline --changes and demo, as a user runs them."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from click.testing import CliRunner
 
 from eventsource import EventStore
 from eventsource.cli import main
+from eventsource.errors import DuplicateProjection
 from eventsource.transfer import import_file
 from projections.course_designer import CourseDesignerPlanProjection
-from projections.registry import DuplicateProjection, Registry, discover
+from projections.registry import Registry, discover
 from tests.conftest import DATA
 
 EXPECTED: dict[str, Any] = json.loads((DATA / "course_designer_states.json").read_text())["plans"]
@@ -301,6 +302,20 @@ def test_timeline_changes_shows_field_by_field_newest_first(loaded_db: str) -> N
     fields = {c["field"] for r in records for c in r["changes"]}
     assert "status" in fields
     assert any(f.startswith("stages[analysis].") for f in fields)
+
+
+def test_demo_migrates_imports_rebuilds_and_tells_one_plans_story(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    runner = CliRunner(env={"COLUMNS": "200"})
+    first = runner.invoke(main, ["demo", "--plans", "4", "--seed", "3", "--database-url", url])
+    assert first.exit_code == 0, first.output
+    for step in ("1. migrate", "2. import", "3. replay", "4. timeline with changes", "next:"):
+        assert step in first.output
+    assert "rebuilt 4 plan snapshots with course_designer_plan" in first.output
+    again = runner.invoke(main, ["demo", "--plans", "4", "--seed", "3", "--database-url", url])
+    assert again.exit_code == 0, again.output
+    assert "already current" in again.output
+    assert " 0 new" in again.output
 
 
 def test_import_into_sqlite_then_state_all_equals_fixture_states(tmp_path: Path) -> None:

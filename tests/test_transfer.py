@@ -17,10 +17,10 @@ from eventsource import EventStore, migrate, transfer
 from eventsource.config import make_engine
 from eventsource.errors import IdempotencyConflict, InvalidInput, UnknownReference
 from eventsource.events import NewEvent
-from eventsource.generate import generate_rows
 from eventsource.jsonl import dumps_row, format_timestamp, parse_timestamp, row_to_event
 from eventsource.tables import course_designer_plans, events, users
 from eventsource.transfer import export_file, export_rows, import_events, import_file
+from projections.generate import generate_rows
 from tests.conftest import DATA, create_pg_schema, drop_pg_schema, make_plan, pg_schema_url
 
 FIXTURE = DATA / "course_designer_events.jsonl"

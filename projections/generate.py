@@ -24,16 +24,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Protocol
 
-from .errors import InvalidInput
-from .events import STAGES, add_months, check_timestamp
-from .jsonl import dumps_row, format_timestamp
+from eventsource.errors import InvalidInput
+from eventsource.events import STAGES, check_timestamp
+from eventsource.jsonl import dumps_row, format_timestamp
+
+from .course_designer import add_months
 
 __all__ = [
     "DEFAULT_START",
     "STAGE_NAMES",
     "SUGGESTED_MONTHS",
     "GeneratedLog",
-    "add_months",
     "generate_long_plan",
     "generate_rows",
     "write_jsonl",

@@ -1,21 +1,23 @@
-"""The projection commands of the ``eventsource`` CLI: state, replay, verify, and
-the views ``timeline --changes`` and ``demo`` use. Attached to the top-level
-group by ``eventsource.cli`` (the one place that glues the store and the engine).
+"""The projection commands of the ``eventsource`` CLI: state, replay, verify, worker,
+reconcile, generate, demo, and ``--changes`` for the store's ``timeline``.
+
+:func:`register` adds them to the ``eventsource`` group; ``pyproject.toml`` names it in
+the ``eventsource.commands`` entry-point group, so ``eventsource`` finds the engine's
+commands without importing the engine.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
+from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import click
 import orjson
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from eventsource import EventStore
 from eventsource.cli import (
     EXIT_DIFFERENCES,
     database_option,
@@ -26,12 +28,14 @@ from eventsource.cli import (
     parse_uuid,
     progress_bar,
 )
-from eventsource.errors import UnknownPlan
-from eventsource.jsonl import format_timestamp
+from eventsource.jsonl import dumps_row
 
+from .demo import run_demo
 from .engine import ProjectionEngine
+from .generate import generate_rows
 from .registry import discover
 from .typing import Projection
+from .views import format_value, print_changes
 
 
 def projection_option(function: Any) -> Any:
@@ -45,97 +49,6 @@ def projection_option(function: Any) -> Any:
 
 def _projection(name: str | None) -> Projection[Any]:
     return discover().get_projection(name)
-
-
-def _short(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
-
-
-def print_changes(
-    store: EventStore, plan_id: UUID, projection_name: str | None, output_format: str, limit: int
-) -> None:
-    """``timeline PLAN --changes``: newest first, each event with its field changes."""
-    projection = _projection(projection_name)
-    engine = ProjectionEngine(store)
-    history = list(engine.changes(projection, plan_id))
-    if not history:
-        raise UnknownPlan(plan_id)
-    newest_first = list(reversed(history))[:limit]
-    if output_format in ("json", "jsonl"):
-        records = [
-            {
-                "id": str(event.id),
-                "event_type": event.event_type,
-                "occurred_at": format_timestamp(event.occurred_at),
-                "actor_user_id": None if event.actor_user_id is None else str(event.actor_user_id),
-                "changes": [
-                    {"field": c.path, "before": c.before, "after": c.after} for c in changes
-                ],
-            }
-            for event, changes in newest_first
-        ]
-        if output_format == "json":
-            emit_json(records)
-        else:
-            for record in records:
-                click.echo(orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode())
-        return
-    table = Table(title=f"plan {plan_id}: what each event changed, newest first")
-    table.add_column("occurred_at", no_wrap=True)
-    table.add_column("event_type")
-    table.add_column("actor", no_wrap=True)
-    table.add_column("changes", overflow="fold")
-    for event, changes in newest_first:
-        text = "\n".join(
-            escape(f"{c.path}: {_short(c.before)} → {_short(c.after)}") for c in changes
-        )
-        table.add_row(
-            format_timestamp(event.occurred_at),
-            event.event_type,
-            "system" if event.actor_user_id is None else str(event.actor_user_id)[:8],
-            text or "[dim](no change to plan state)[/]",
-        )
-    Console().print(table)
-
-
-def demo_report(store: EventStore, console: Console) -> None:
-    """Rebuild every plan, summarize, and tell one plan's story."""
-    projection = _projection(None)
-    engine = ProjectionEngine(store)
-    plan_ids = list(store.plan_ids())
-    with progress_bar("rebuilding plan states", len(plan_ids)) as advance:
-        report = engine.replay(projection, plan_ids, progress=advance)
-    statuses: dict[str, int] = {}
-    richest: tuple[int, UUID] | None = None
-    for plan_id in plan_ids:
-        loaded = engine.load(projection, plan_id)
-        status = str(loaded.json["status"]) if isinstance(loaded.json, dict) else "?"
-        statuses[status] = statuses.get(status, 0) + 1
-        if richest is None or loaded.event_count > richest[0]:
-            richest = (loaded.event_count, plan_id)
-    console.print(
-        f"[bold]3. replay[/] rebuilt {report.rebuilt} plan snapshots with "
-        f"{projection.name} v{projection.version}"
-    )
-    summary = Table(title="plans by status", title_justify="left")
-    summary.add_column("status")
-    summary.add_column("plans", justify="right")
-    for status, count in sorted(statuses.items()):
-        summary.add_row(status, str(count))
-    console.print(summary)
-    if richest is None:
-        return
-    plan_id = richest[1]
-    console.print(f"[bold]4. timeline with changes[/] of plan {plan_id}:")
-    print_changes(store, plan_id, None, "table", 20)
-    console.print(
-        "next: eventsource state " + str(plan_id) + " --format json   |   "
-        "eventsource timeline " + str(plan_id) + "   |   eventsource verify"
-    )
 
 
 @click.command()
@@ -195,11 +108,11 @@ def state(
                         f"stage {stage.get('stage')}",
                         f"{stage.get('status')}  planned {stage.get('planned_starts_on')}"
                         f" → {stage.get('planned_ends_on')}  started "
-                        f"{_short(stage.get('actual_started_at'))}  completed "
-                        f"{_short(stage.get('actual_completed_at'))}",
+                        f"{format_value(stage.get('actual_started_at'))}  completed "
+                        f"{format_value(stage.get('actual_completed_at'))}",
                     )
             else:
-                table.add_row(key, _short(value))
+                table.add_row(key, format_value(value))
         console.print(table)
 
 
@@ -387,4 +300,76 @@ def reconcile(
     click.echo(f"checked {len(plan_ids)} plans; queued {len(findings)} for the workers")
 
 
-COMMANDS = (state, replay, verify, worker, reconcile)
+@click.command()
+@click.option("--plans", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+def generate(plans: int, seed: int, output: Path | None) -> None:
+    """Write a realistic sample event log (JSONL) by simulating the plan workflow.
+
+    Includes older and newer service versions, same-transaction pairs, backfilled
+    imports, soft-deleted mistakes, unknown event types and events with no actor.
+    The same --plans and --seed always give the same file.
+    """
+    log = generate_rows(plans, seed)
+    if output is None:
+        out = sys.stdout
+        for row in log.rows:
+            out.write(dumps_row(row) + "\n")
+        return
+    with output.open("w", encoding="utf-8", newline="\n") as handle:
+        for row in log.rows:
+            handle.write(dumps_row(row) + "\n")
+    click.echo(f"wrote {len(log.rows)} events of {plans} plans to {output}", err=True)
+
+
+@click.command()
+@database_option
+@click.option("--plans", default=60, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=7, show_default=True, type=int)
+def demo(database_url: str | None, plans: int, seed: int) -> None:
+    """Migrate, load a generated sample, rebuild every plan, show one plan's story."""
+    run_demo(database_url, plans=plans, seed=seed)
+
+
+_CHANGES_OPTIONS: tuple[click.Option, ...] = (
+    click.Option(
+        ["--changes"],
+        is_flag=True,
+        help="Show what each event changed in the plan state, field by field.",
+    ),
+    click.Option(["--projection"], default=None, help="Projection for --changes."),
+)
+
+
+def with_changes(timeline: click.Command) -> click.Command:
+    """The store's ``timeline`` command plus ``--changes`` (which folds with a projection)."""
+    extended = copy.copy(timeline)
+    extended.params = [*timeline.params, *_CHANGES_OPTIONS]
+
+    def show(changes: bool, projection: str | None, **options: Any) -> None:
+        if not changes:
+            click.get_current_context().invoke(timeline, **options)
+            return
+        store = open_store(options["database_url"])
+        plan_id = parse_uuid(options["plan"], "plan")
+        print_changes(
+            store, plan_id, _projection(projection), options["output_format"], options["limit"]
+        )
+
+    extended.callback = show
+    return extended
+
+
+def register(group: click.Group) -> None:
+    """Add the projection commands to ``group`` (the ``eventsource.commands`` entry point)."""
+    for command in (state, replay, verify, worker, reconcile, generate, demo):
+        group.add_command(command)
+    timeline = group.commands.get("timeline")
+    if timeline is not None:
+        group.add_command(with_changes(timeline))
