@@ -236,6 +236,17 @@ class StreamStore:
         assert raw is not None
         return raw
 
+    @contextmanager
+    def driver_transaction(self, *, write: bool) -> Iterator[Raw]:
+        """A driver connection in a transaction (see ``Database.transaction``)."""
+        self.check_schema()
+        with translated(), self.database.transaction(write=write) as raw:
+            yield raw
+
+    def lock_in(self, raw: Raw, plan_id: UUID) -> datetime:
+        """:meth:`lock_plan` on a driver connection in a write transaction."""
+        return self.sql.lock(raw, plan_id).astimezone(UTC)
+
     def lock_plan(self, connection: Connection, plan_id: UUID) -> datetime:
         """Serialize the plan's writers; return the transaction's timestamp."""
         return self.sql.lock(self.raw(connection), plan_id).astimezone(UTC)

@@ -23,7 +23,6 @@ from sqlalchemy import Connection
 
 from eventsource import (
     ConfigurationError,
-    EventStore,
     NonDeterministicProjection,
     RecordedEvent,
     Snapshot,
@@ -32,7 +31,7 @@ from eventsource import (
     WriteNotice,
 )
 from eventsource.backend import with_retries
-from eventsource.database import Raw
+from eventsource.typing import ProjectionStore, Raw
 
 from .fold import FoldResult, canonical_json, fold, handles, state_hash, to_event
 from .typing import JSONValue, Projection
@@ -118,7 +117,7 @@ class ProjectionEngine:
 
     def __init__(
         self,
-        store: EventStore,
+        store: ProjectionStore,
         *,
         snapshot_every: int | None = 500,
         strict: bool = False,
@@ -387,9 +386,9 @@ class ProjectionEngine:
         targets: Iterable[UUID] = plan_ids if plan_ids is not None else self.store.plan_ids()
 
         def rebuild(batch: list[UUID]) -> None:
-            with self.store.database.transaction(write=True) as raw:
+            with self.store.driver_transaction(write=True) as raw:
                 for plan in batch:
-                    now = self.store.sql.lock(raw, plan)
+                    now = self.store.lock_in(raw, plan)
                     self.refresh_in(raw, projection, plan, from_scratch=True)
                     self.store.mark_finished(raw, name, plan, now)
 
@@ -476,6 +475,6 @@ class InlineProjections:
         self.engine = engine
         self.projections = list(projections)
 
-    def after_write(self, store: EventStore, connection: Connection, notice: WriteNotice) -> None:
+    def after_write(self, store: Any, connection: Connection, notice: WriteNotice) -> None:
         for projection in self.projections:
             self.engine.refresh(connection, projection, notice.plan_id)

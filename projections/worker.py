@@ -43,11 +43,11 @@ from sqlalchemy import (
     update,
 )
 
-from eventsource import EventStore
 from eventsource.backend import with_retries
 from eventsource.events import same_json
 from eventsource.feed import CHANNEL
 from eventsource.tables import events, snapshots
+from eventsource.typing import WorkerStore
 
 from .engine import ProjectionEngine
 from .typing import Projection
@@ -80,7 +80,7 @@ class Worker:
 
     def __init__(
         self,
-        store: EventStore,
+        store: WorkerStore,
         projections: Sequence[Projection[Any]],
         *,
         batch_size: int = 20,
@@ -130,7 +130,7 @@ class Worker:
 
         def attempt() -> list[UUID]:
             done: list[UUID] = []
-            with self.store.database.transaction(write=True) as raw:
+            with self.store.driver_transaction(write=True) as raw:
                 for plan_id, change_seq in self.store.claim(raw, self.batch_size):
                     if self.stopping:
                         # Commit what is folded; the unfolded claims end with it.
@@ -222,7 +222,7 @@ class Finding:
 
 
 def reconcile(
-    store: EventStore,
+    store: WorkerStore,
     projections: Sequence[Projection[Any]],
     *,
     plan_ids: Sequence[UUID] | None = None,
@@ -260,7 +260,7 @@ def reconcile(
     return findings
 
 
-def reconcile_targets(store: EventStore, *, page_size: int = 1000) -> Iterator[UUID]:
+def reconcile_targets(store: WorkerStore, *, page_size: int = 1000) -> Iterator[UUID]:
     """Every plan with events or with a snapshot, in id order.
 
     A plan whose rows the host deleted outright has no events left but may
@@ -273,11 +273,11 @@ def reconcile_targets(store: EventStore, *, page_size: int = 1000) -> Iterator[U
             previous = plan_id
 
 
-def _snapshot_plans(store: EventStore) -> Iterator[UUID]:
+def _snapshot_plans(store: WorkerStore) -> Iterator[UUID]:
     yield from store.snapshot_plan_ids()
 
 
-def _queue(store: EventStore, plan_id: UUID, projections: list[str]) -> None:
+def _queue(store: WorkerStore, plan_id: UUID, projections: list[str]) -> None:
     with store.write_transaction() as connection:
         now = store.lock_plan(connection, plan_id)
         store.record_change(store.raw(connection), plan_id, now)
@@ -298,7 +298,7 @@ def _rank_expression(tie_rank: Mapping[str, int]) -> ColumnElement[int]:
 
 
 def _check(
-    store: EventStore,
+    store: WorkerStore,
     connection: Connection,
     projection: Projection[Any],
     plan_id: UUID,
