@@ -1,1 +1,45 @@
-"""projections: the engine folding plan streams into states, and its projections."""
+"""projections: the engine folding plan streams into states, and its projections.
+
+The public API is re-exported here; everything else is implementation. The
+Hypothesis kit is :mod:`projections.testing`.
+"""
+
+from .course_designer import CourseDesignerPlanProjection, PlanState, StageState
+from .engine import (
+    FieldChange,
+    InlineProjections,
+    LoadedState,
+    ProjectionEngine,
+    ReplayReport,
+    VerifyReport,
+)
+from .fold import FoldResult, FrozenMapping, canonical_json, fold, state_hash
+from .registry import Registry, discover
+from .typing import Event, JSONValue, Projection
+from .worker import Finding, Worker, WorkerStats, reconcile
+
+__all__ = [
+    "CourseDesignerPlanProjection",
+    "Event",
+    "FieldChange",
+    "Finding",
+    "FoldResult",
+    "FrozenMapping",
+    "InlineProjections",
+    "JSONValue",
+    "LoadedState",
+    "PlanState",
+    "Projection",
+    "ProjectionEngine",
+    "Registry",
+    "ReplayReport",
+    "StageState",
+    "VerifyReport",
+    "Worker",
+    "WorkerStats",
+    "canonical_json",
+    "discover",
+    "fold",
+    "reconcile",
+    "state_hash",
+]

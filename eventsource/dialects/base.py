@@ -26,6 +26,7 @@ from uuid import UUID
 
 import orjson
 
+from ..errors import VersionMismatch
 from ..events import RecordedEvent
 
 EVENTS: Final = "course_designer_plan_events"
@@ -57,10 +58,6 @@ SNAPSHOT_COLUMNS: Final = (
     "stale",
     "updated_at",
 )
-
-
-class VersionMismatch(Exception):
-    """Inside the store only: a pipelined version check failed (rolled back)."""
 
 
 Ranks = tuple[tuple[str, int], ...]
