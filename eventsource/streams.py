@@ -302,9 +302,10 @@ class StreamStore:
             return self._append_pipelined(plan_id, rows, ids, expected)
         if self.hooks:
             with self.write_transaction() as connection:
-                return self._append_in(self.raw(connection), connection, plan_id, rows, expected)
+                raw = self.raw(connection)
+                return self._append_in(raw, connection, plan_id, rows, given_ids, expected)
         with self.database.transaction(write=True) as raw:
-            return self._append_in(raw, None, plan_id, rows, expected)
+            return self._append_in(raw, None, plan_id, rows, given_ids, expected)
 
     def _append_pipelined(
         self,
@@ -333,13 +334,14 @@ class StreamStore:
         connection: Connection | None,
         plan_id: UUID,
         rows: list[PreparedEvent],
+        given_ids: set[UUID],
         expected: ExpectedVersion,
     ) -> AppendResult:
         """An append inside the caller's write transaction (hooks run when given one)."""
         ids = tuple(row.id for row in rows)
         try:
             now = self.sql.lock(raw, plan_id).astimezone(UTC)
-            fresh = self._drop_resent(raw, plan_id, rows)
+            fresh = self._drop_resent(raw, plan_id, rows) if given_ids else rows
             if not fresh:
                 return AppendResult(plan_id, ids, 0, None)
             version: int | None = None
