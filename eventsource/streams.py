@@ -88,8 +88,8 @@ class AppendResult:
     """Ids of the whole batch, in the order given (new and already stored)."""
     appended: int
     """Rows actually inserted; 0 when the whole batch was an idempotent re-send."""
-    version: int | None
-    """The plan's version after the append, when an expected version was checked."""
+    version: int
+    """The plan's version after the append (its stored rows, deleted ones included)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +316,8 @@ class StreamStore:
     ) -> AppendResult:
         given = [row.occurred_at for row in rows if row.occurred_at is not None]
         bookkeeping = self._bookkeeping(plan_id, min(given) if given else None, None)
-        accepted = None if expected is ANY else accepted_range(expected)
+        # ANY accepts every version: the check then only reports it.
+        accepted = accepted_range(expected)
         try:
             with self.database.connection() as raw:
                 try:
@@ -326,7 +327,8 @@ class StreamStore:
                     raise ConcurrencyConflict(plan_id, label(expected), actual) from None
         except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
-        return AppendResult(plan_id, ids, len(rows), None if before is None else before + len(rows))
+        assert before is not None
+        return AppendResult(plan_id, ids, len(rows), before + len(rows))
 
     def _append_in(
         self,
@@ -342,13 +344,11 @@ class StreamStore:
         try:
             now = self.sql.lock(raw, plan_id).astimezone(UTC)
             fresh = self._drop_resent(raw, plan_id, rows) if given_ids else rows
+            actual = self._version(raw, plan_id)
             if not fresh:
-                return AppendResult(plan_id, ids, 0, None)
-            version: int | None = None
-            if expected is not ANY:
-                actual = self._version(raw, plan_id)
-                check_version(plan_id, expected, actual)
-                version = actual + len(fresh)
+                return AppendResult(plan_id, ids, 0, actual)
+            check_version(plan_id, expected, actual)
+            version = actual + len(fresh)
             try:
                 cursor = raw.cursor()
                 try:

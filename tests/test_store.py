@@ -105,7 +105,7 @@ def test_append_stores_a_batch_and_returns_its_ids_in_the_given_order(
     result = store.append(plan_id, [new("a", actor_user_id=user), new("b"), new("c")])
     assert result.plan_id == plan_id
     assert result.appended == 3
-    assert result.version is None
+    assert result.version == 3
     stored = list(store.read(plan_id))
     assert ids(stored) == list(result.event_ids)
     assert [e.event_type for e in stored] == ["a", "b", "c"]
@@ -218,7 +218,7 @@ def test_stream_exists_and_an_exact_version_accept_the_current_stream(
     store.append(plan_id, [new("a")])
     assert store.append(plan_id, [new("b")], expected_version=STREAM_EXISTS).version == 2
     assert store.append(plan_id, [new("c"), new("d")], expected_version=2).version == 4
-    assert store.append(plan_id, [new("e")], expected_version=ANY).version is None
+    assert store.append(plan_id, [new("e")], expected_version=ANY).version == 5
     assert store.version(plan_id) == 5
 
 

@@ -219,9 +219,9 @@ class Dialect:
         raw: Any,
         plan_id: UUID,
         rows: list[Any],
-        accepted: tuple[int, int] | None,
+        accepted: tuple[int, int],
         bookkeeping: list[tuple[str, dict[str, Any]]],
-    ) -> tuple[datetime, int | None]:
+    ) -> tuple[datetime, int]:
         """A whole append transaction in one round trip (where :attr:`pipelines`)."""
         raise NotImplementedError
 

@@ -121,10 +121,12 @@ class PostgreSQL(Dialect):
         raw: Any,
         plan_id: UUID,
         rows: list[Any],
-        accepted: tuple[int, int] | None,
+        accepted: tuple[int, int],
         bookkeeping: list[tuple[str, dict[str, Any]]],
-    ) -> tuple[datetime, int | None]:
+    ) -> tuple[datetime, int]:
         """BEGIN, lock, version check, inserts, bookkeeping and COMMIT in one round trip.
+
+        Returns the transaction's time and the plan's version before the insert.
 
         Raises:
             VersionMismatch: the check failed; nothing was written (rolled back).
@@ -134,11 +136,9 @@ class PostgreSQL(Dialect):
             with raw.pipeline() as pipeline, raw.cursor() as lock, raw.cursor() as check:
                 raw.execute("BEGIN")
                 lock.execute(self.lock_sql, {"key": plan_lock_key(plan_id)})
-                if accepted is not None:
-                    check.execute(
-                        self.check_version,
-                        {"plan": plan_id, "low": accepted[0], "high": accepted[1]},
-                    )
+                check.execute(
+                    self.check_version, {"plan": plan_id, "low": accepted[0], "high": accepted[1]}
+                )
                 with raw.cursor() as cursor:
                     cursor.executemany(self.insert, params)
                     for sql, values in bookkeeping:
@@ -146,13 +146,14 @@ class PostgreSQL(Dialect):
                 raw.execute("COMMIT")
                 pipeline.sync()
                 stamp = lock.fetchone()
-                version = check.fetchone() if accepted is not None else None
+                version = check.fetchone()
         except psycopg.errors.DivisionByZero:
             if raw.info.transaction_status != TransactionStatus.IDLE:
                 raw.execute("ROLLBACK")
             raise VersionMismatch from None
         assert stamp is not None
-        return stamp[1], None if version is None else int(version[0])
+        assert version is not None
+        return stamp[1], int(version[0])
 
     lock_sql: Final = "SELECT pg_advisory_xact_lock(%(key)s), now()"
     """Serializes the plan's writers; ``now()`` is the transaction's start."""
