@@ -31,11 +31,10 @@ from typing import Any, Final
 import orjson
 import sqlalchemy
 
-from eventsource.store import EventStore
 from projections.course_designer import CourseDesignerPlanProjection
-from projections.engine import ProjectionEngine
 
 from .data import FULL, QUICK, build_dataset
+from .library import EventStore, ProjectionEngine
 from .measure import Result
 from .report import format_table, to_json
 from .scratch import PostgresUnavailable, scratch_database
@@ -162,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(
         f"python -m benchmarks: {'quick' if args.quick else 'full'} sizes, best of {repeat}; "
-        "ratio = library events/s / raw events/s (snapshot row: speed-up over the full fold; "
+        "ratio = library events/s / floor events/s (snapshot row: speed-up over the full fold; "
         "E: workers' events/s / single-process replay's)"
     )
     print(format_table(results, where))
