@@ -138,11 +138,12 @@ def _rank_sql(tie_rank: Mapping[str, int]) -> str:
 def _read_sql(placeholder: str, tie_rank: Mapping[str, int], *, positions: bool) -> str:
     """A plan's live events in stream order: id, type, payload (and the timestamps)."""
     columns = "id, event_type, payload" + (", occurred_at, created_at" if positions else "")
-    rank = _rank_sql(tie_rank)
+    # No rank term without ranks: a bare integer in ORDER BY names a column.
+    rank = f"{_rank_sql(tie_rank)}, " if tie_rank else ""
     return (
         f"SELECT {columns} FROM course_designer_plan_events "  # noqa: S608 (constants only)
         f"WHERE course_designer_plan_id = {placeholder} AND deleted_at IS NULL "
-        f"ORDER BY occurred_at, created_at, {rank}, id"
+        f"ORDER BY occurred_at, created_at, {rank}id"
     )
 
 
