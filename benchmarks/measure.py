@@ -2,10 +2,14 @@
 
 Interleaving (library, raw, library, raw, ...) rather than running one variant N
 times and then the next means slow drift on the machine (a checkpoint, another
-process, the page cache warming) hits every variant alike. The figure reported
+process, the page cache warming) hits every variant alike. The order rotates by
+one each round (library, raw; then raw, library), so no variant always runs
+first, right after the setup's checkpoint, or always last. The figure reported
 is the best run: the run least disturbed by anything but the code under test.
 The median is kept beside it (and every sample goes to the JSON output) so a
-noisy machine shows up as a wide gap between the two.
+noisy machine shows up as a wide gap between the two. Comparisons that must hold
+up on a noisy machine (the peer table) use :func:`paired_ratio` instead: the
+median, over the rounds, of the two variants' ratio within one round.
 
 Each run also records this process's CPU time. On PostgreSQL that is the
 client's own work (Python, SQLAlchemy, the driver), which other load on the
@@ -22,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Result", "Variant", "run_interleaved"]
+__all__ = ["Result", "Variant", "measure", "paired_ratio", "run_interleaved"]
 
 
 def _nothing() -> None:
@@ -112,12 +116,17 @@ def run_interleaved(
     progress: Callable[[str], None],
     label: str,
 ) -> dict[str, tuple[list[float], list[float], list[str]]]:
-    """Run every variant ``repeat`` times; per variant, wall times, CPU times, problems."""
+    """Run every variant ``repeat`` times; per variant, wall times, CPU times, problems.
+
+    Round ``r`` (from 0) starts with variant ``r % len(variants)``; the lists
+    returned are in round order, so index ``i`` of two variants is one round.
+    """
     times: dict[str, list[float]] = {v.name: [] for v in variants}
     cpu: dict[str, list[float]] = {v.name: [] for v in variants}
     problems: dict[str, list[str]] = {v.name: [] for v in variants}
     for round_number in range(1, repeat + 1):
-        for variant in variants:
+        shift = (round_number - 1) % len(variants) if variants else 0
+        for variant in [*variants[shift:], *variants[:shift]]:
             variant.setup()
             gc.collect()
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -130,3 +139,39 @@ def run_interleaved(
                 problems[variant.name].append(problem)
             progress(f"{label}: {variant.name} run {round_number}/{repeat}: {elapsed:.3f} s")
     return {name: (times[name], cpu[name], problems[name]) for name in times}
+
+
+def measure(
+    backend: str,
+    workload: str,
+    title: str,
+    events: int,
+    variants: Sequence[Variant],
+    repeat: int,
+    progress: Callable[[str], None],
+) -> dict[str, Result]:
+    """Run ``variants`` interleaved ``repeat`` times; one :class:`Result` per variant."""
+    timed = run_interleaved(variants, repeat, progress, f"{backend} {workload}")
+    return {
+        name: Result(backend, workload, title, name, events, seconds, cpu, problems=problems)
+        for name, (seconds, cpu, problems) in timed.items()
+    }
+
+
+def paired_ratio(numerator: Result, denominator: Result) -> float:
+    """Median over the rounds of numerator events/s / denominator events/s in that round.
+
+    Both results must come from one :func:`run_interleaved` call (same rounds).
+    """
+    if len(numerator.seconds) != len(denominator.seconds):
+        raise ValueError(
+            f"{numerator.variant} and {denominator.variant} ran {len(numerator.seconds)} "
+            f"and {len(denominator.seconds)} rounds"
+        )
+    ratios = [
+        (numerator.events / mine) / (denominator.events / theirs)
+        if mine > 0 and theirs > 0
+        else float("nan")
+        for mine, theirs in zip(numerator.seconds, denominator.seconds, strict=True)
+    ]
+    return statistics.median(ratios)

@@ -1,24 +1,27 @@
-"""The raw drivers doing each workload's work by hand: the yardstick.
+"""The raw drivers doing each workload's work by hand: the floor.
 
 Each raw variant writes or reads the very rows the library does, on the same
-table, from the same Python inputs (the ``NewEvent`` objects the library gets),
-and produces the same outputs (``RecordedEvent`` objects, the same folded state
-and hash). What it leaves out is exactly what the library adds: validation,
-SQLAlchemy, the plan lock, the change feed, snapshot invalidation, paging. So
-library/raw is the price of the library, not of the database.
+table, from the same Python inputs (the ``NewEvent`` objects the library gets).
+Nothing here calls the library: writes are plain ``executemany`` (in pipeline
+mode on PostgreSQL), ``COPY``, or a single INSERT and COMMIT; reads are the
+driver's fetch, orjson for the payloads and :func:`count_fold`, a minimal dict
+fold (count the events, keep the last event type). So library/raw is the price
+of the library over the least a hand-written program must do on this table,
+not the price of the database, and not of a reducer.
 
 Shared by both: ids are UUIDv7 (the stream order needs time-ordered ids, so raw
-code would have to make them too), payloads are serialized with orjson, and a
-plan's stream is read in the engine's order ``occurred_at, created_at, tie
-rank, id`` (the tie rank as the same ``CASE`` the library sends).
+code would have to make them too), payloads are serialized with orjson, SQLite
+timestamps are written in the library's fixed-width UTC text, and a plan's
+stream is read in the engine's order ``occurred_at, created_at, tie rank, id``
+(the tie rank as a ``CASE`` built from the projection's own table).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 from uuid import UUID
@@ -28,19 +31,44 @@ import psycopg
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from uuid6 import uuid7
 
-from eventsource.config import SQLITE_BUSY_TIMEOUT_MS
-from eventsource.events import NewEvent, RecordedEvent
-from eventsource.types import format_sqlite_timestamp
-from projections.fold import FoldResult, canonical_json, fold_from_scratch, state_hash
-from projections.typing import JSONValue, Projection
+from .library import NewEvent, RecordedEvent
 
-__all__ = ["FoldedPlan", "PostgresRaw", "RawDriver", "SqliteRaw", "fold_plan"]
+__all__ = [
+    "FloorFold",
+    "PostgresRaw",
+    "RawDriver",
+    "SqliteRaw",
+    "count_fold",
+    "initial_count_state",
+]
 
-READ_COLUMNS: Final = (
-    "id, course_designer_plan_id, event_type, payload, stage, actor_user_id, "
-    "occurred_at, created_at, updated_at, deleted_at"
-)
-"""In ``RecordedEvent`` field order, so a row builds one positionally."""
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+"""The busy timeout the library's SQLite connections use."""
+
+FloorFold = tuple[dict[str, Any], str | None]
+"""A floor fold's state (``count``, ``last``) and the last event's id, as text."""
+
+
+def initial_count_state() -> dict[str, Any]:
+    return {"count": 0, "last": None}
+
+
+def count_fold(state: Mapping[str, Any], event_type: str) -> dict[str, Any]:
+    """The trivial fold every side runs: count the events, keep the last type.
+
+    A new dict per event, as a pure reducer returns one.
+    """
+    return {"count": state["count"] + 1, "last": event_type}
+
+
+def _sqlite_timestamp(value: datetime) -> str:
+    """The library's SQLite timestamp text: UTC, microseconds, ``Z``, zero-padded year."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _state_hash(state: Any) -> str:
+    return hashlib.sha256(orjson.dumps(state, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
 
 ENGINE_TABLES: Final = (
     "eventsource_snapshots",
@@ -61,7 +89,18 @@ SNAPSHOT_UPSERT: Final = (
     "position_rank = excluded.position_rank, position_id = excluded.position_id, "
     "stale = excluded.stale, updated_at = excluded.updated_at"
 )
-"""What ``projections.snapshots.save`` does; ``{p}`` is the driver's placeholder."""
+"""A snapshot row as the engine stores one; ``{p}`` is the driver's placeholder."""
+
+SNAPSHOT_SELECT: Final = (
+    "SELECT state, position_occurred_at, position_created_at, position_id "
+    "FROM eventsource_snapshots WHERE plan_id = {p} AND projection = {p} AND NOT stale"
+)
+TAIL_SELECT: Final = (
+    "SELECT id, event_type, payload FROM course_designer_plan_events "
+    "WHERE course_designer_plan_id = {p} AND deleted_at IS NULL "
+    "AND (occurred_at, created_at, id) > ({p}, {p}, {p}) ORDER BY occurred_at, created_at, id"
+)
+"""The events after a snapshot's position, for a projection without tie ranks."""
 
 INSERT: Final = (
     "INSERT INTO course_designer_plan_events (id, course_designer_plan_id, actor_user_id, "
@@ -96,46 +135,35 @@ def _rank_sql(tie_rank: Mapping[str, int]) -> str:
     return f"CASE event_type {whens} ELSE 0 END"
 
 
-def _read_sql(placeholder: str, tie_rank: Mapping[str, int]) -> str:
+def _read_sql(placeholder: str, tie_rank: Mapping[str, int], *, positions: bool) -> str:
+    """A plan's live events in stream order: id, type, payload (and the timestamps)."""
+    columns = "id, event_type, payload" + (", occurred_at, created_at" if positions else "")
+    # No rank term without ranks: a bare integer in ORDER BY names a column.
+    rank = f"{_rank_sql(tie_rank)}, " if tie_rank else ""
     return (
-        f"SELECT {READ_COLUMNS} FROM course_designer_plan_events "  # noqa: S608 (constants only)
+        f"SELECT {columns} FROM course_designer_plan_events "  # noqa: S608 (constants only)
         f"WHERE course_designer_plan_id = {placeholder} AND deleted_at IS NULL "
-        f"ORDER BY occurred_at, created_at, {_rank_sql(tie_rank)}, id"
+        f"ORDER BY occurred_at, created_at, {rank}id"
     )
 
 
-@dataclass(frozen=True)
-class FoldedPlan:
-    """A plan folded from scratch: what the engine's ``LoadedState`` carries."""
+class _Statements:
+    """Read statements per tie-rank table, built once."""
 
-    result: FoldResult[Any]
-    json: JSONValue
-    hash: str
+    def __init__(self, placeholder: str) -> None:
+        self.placeholder = placeholder
+        self._cache: dict[tuple[tuple[str, int], ...], tuple[str, str]] = {}
 
-    @property
-    def event_count(self) -> int:
-        return self.result.folded + sum(self.result.skipped.values())
-
-
-def fold_plan(
-    projection: Projection[Any], plan_id: UUID, events: Sequence[RecordedEvent]
-) -> FoldedPlan:
-    """Fold with the library's pure fold, then encode and hash as the engine does."""
-    result = fold_from_scratch(projection, plan_id, events)
-    data = projection.to_json(result.state)
-    return FoldedPlan(result, data, state_hash(canonical_json(data)))
-
-
-def _position(projection: Projection[Any], folded: FoldedPlan) -> tuple[Any, ...]:
-    last = folded.result.last
-    if last is None:
-        return (None, None, None, None)
-    return (
-        last.occurred_at,
-        last.created_at,
-        projection.tie_rank.get(last.event_type, 0),
-        last.id,
-    )
+    def reads(self, tie_rank: Mapping[str, int]) -> tuple[str, str]:
+        """(without, with) the timestamps."""
+        key = tuple(sorted(tie_rank.items()))
+        if key not in self._cache:
+            p = self.placeholder
+            self._cache[key] = (
+                _read_sql(p, tie_rank, positions=False),
+                _read_sql(p, tie_rank, positions=True),
+            )
+        return self._cache[key]
 
 
 class RawDriver(Protocol):
@@ -166,11 +194,20 @@ class RawDriver(Protocol):
     def append_singles(self, singles: Sequence[tuple[UUID, NewEvent]]) -> None:
         """B: one transaction per event: a single-row INSERT, then COMMIT."""
 
-    def read_plan(self, plan_id: UUID, projection: Projection[Any]) -> list[RecordedEvent]:
-        """A plan's live events in stream order, payloads decoded."""
+    def read_fold(self, plan_id: UUID, tie_rank: Mapping[str, int]) -> FloorFold:
+        """Fetch a plan's live events in stream order, decode, :func:`count_fold` them."""
 
-    def fold_and_snapshot(self, projection: Projection[Any], plan_id: UUID) -> str:
-        """In one transaction: read, fold, upsert the snapshot row. Returns the hash."""
+    def load_snapshot_fold(self, plan_id: UUID, projection: str) -> FloorFold | None:
+        """The projection's fresh snapshot row, then the events after its position, folded.
+
+        For a projection without tie ranks whose state is a :func:`count_fold`
+        state. None when the plan has no fresh snapshot of that projection.
+        """
+
+    def fold_and_snapshot(
+        self, plan_id: UUID, tie_rank: Mapping[str, int], projection: str
+    ) -> FloorFold:
+        """In one transaction: read, fold, upsert the plan's snapshot row for ``projection``."""
 
     def close(self) -> None: ...
 
@@ -186,13 +223,9 @@ class PostgresRaw:
         set_json_loads(orjson.loads, self.conn)
         self.insert_sql = INSERT.format(p="%s")
         self.upsert_sql = SNAPSHOT_UPSERT.format(p="%s")
-        self._read_sql: dict[int, str] = {}
-
-    def _reader(self, projection: Projection[Any]) -> str:
-        key = id(projection.tie_rank)
-        if key not in self._read_sql:
-            self._read_sql[key] = _read_sql("%s", projection.tie_rank)
-        return self._read_sql[key]
+        self.snapshot_sql = SNAPSHOT_SELECT.format(p="%s")
+        self.tail_sql = TAIL_SELECT.format(p="%s")
+        self.statements = _Statements("%s")
 
     # -- setup ---------------------------------------------------------------
 
@@ -307,28 +340,47 @@ class PostgresRaw:
 
     # -- C and D -------------------------------------------------------------
 
-    def read_plan(self, plan_id: UUID, projection: Projection[Any]) -> list[RecordedEvent]:
-        rows = self.conn.execute(self._reader(projection), (plan_id,)).fetchall()
-        return [RecordedEvent(*row) for row in rows]
+    def read_fold(self, plan_id: UUID, tie_rank: Mapping[str, int]) -> FloorFold:
+        sql = self.statements.reads(tie_rank)[0]
+        state, last = initial_count_state(), None
+        for event_id, event_type, _payload in self.conn.execute(sql, (plan_id,)).fetchall():
+            state, last = count_fold(state, event_type), event_id
+        return state, None if last is None else str(last)
 
-    def fold_and_snapshot(self, projection: Projection[Any], plan_id: UUID) -> str:
+    def load_snapshot_fold(self, plan_id: UUID, projection: str) -> FloorFold | None:
+        found = self.conn.execute(self.snapshot_sql, (plan_id, projection)).fetchone()
+        if found is None:
+            return None
+        state, occurred, created, last = found
+        tail = self.conn.execute(self.tail_sql, (plan_id, occurred, created, last)).fetchall()
+        for event_id, event_type, _payload in tail:
+            state, last = count_fold(state, event_type), event_id
+        return state, None if last is None else str(last)
+
+    def fold_and_snapshot(
+        self, plan_id: UUID, tie_rank: Mapping[str, int], projection: str
+    ) -> FloorFold:
+        sql = self.statements.reads(tie_rank)[1]
         with self.conn.transaction():
-            folded = fold_plan(projection, plan_id, self.read_plan(plan_id, projection))
+            state, last = initial_count_state(), None
+            for row in self.conn.execute(sql, (plan_id,)).fetchall():
+                state, last = count_fold(state, row[1]), row
+            position = (None, None, None, None) if last is None else (last[3], last[4], 0, last[0])
             self.conn.execute(
                 self.upsert_sql,
                 (
                     plan_id,
-                    projection.name,
-                    projection.version,
-                    Jsonb(folded.json),
-                    folded.hash,
-                    folded.event_count,
-                    *_position(projection, folded),
+                    projection,
+                    1,
+                    Jsonb(state),
+                    _state_hash(state),
+                    state["count"],
+                    *position,
                     False,
                     datetime.now(UTC),
                 ),
             )
-        return folded.hash
+        return state, None if last is None else str(last[0])
 
     def close(self) -> None:
         self.conn.close()
@@ -356,13 +408,9 @@ class SqliteRaw:
             self.conn.execute(pragma)
         self.insert_sql = INSERT.format(p="?")
         self.upsert_sql = SNAPSHOT_UPSERT.format(p="?")
-        self._read_sql: dict[int, str] = {}
-
-    def _reader(self, projection: Projection[Any]) -> str:
-        key = id(projection.tie_rank)
-        if key not in self._read_sql:
-            self._read_sql[key] = _read_sql("?", projection.tie_rank)
-        return self._read_sql[key]
+        self.snapshot_sql = SNAPSHOT_SELECT.format(p="?")
+        self.tail_sql = TAIL_SELECT.format(p="?")
+        self.statements = _Statements("?")
 
     def _write(self, work: Callable[[], object]) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -403,7 +451,7 @@ class SqliteRaw:
         self._write(insert)
 
     def load_rows(self, rows: Sequence[RecordedEvent]) -> None:
-        fmt = format_sqlite_timestamp
+        fmt = _sqlite_timestamp
         params = [
             (
                 str(e.id),
@@ -431,7 +479,7 @@ class SqliteRaw:
             e.event_type,
             e.stage,
             orjson.dumps(e.payload).decode(),
-            now if e.occurred_at is None else format_sqlite_timestamp(e.occurred_at),
+            now if e.occurred_at is None else _sqlite_timestamp(e.occurred_at),
             now,
             now,
         )
@@ -439,7 +487,7 @@ class SqliteRaw:
     def append_batches(self, batches: Sequence[tuple[UUID, Sequence[NewEvent]]]) -> None:
         conn, sql, params = self.conn, self.insert_sql, self._params
         for plan_id, events in batches:
-            now = format_sqlite_timestamp(datetime.now(UTC))
+            now = _sqlite_timestamp(datetime.now(UTC))
             plan = str(plan_id)
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(sql, [params(plan, e, now) for e in events])
@@ -448,56 +496,61 @@ class SqliteRaw:
     def append_singles(self, singles: Sequence[tuple[UUID, NewEvent]]) -> None:
         conn, sql, params = self.conn, self.insert_sql, self._params
         for plan_id, e in singles:
-            now = format_sqlite_timestamp(datetime.now(UTC))
+            now = _sqlite_timestamp(datetime.now(UTC))
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(sql, params(str(plan_id), e, now))
             conn.execute("COMMIT")
 
     # -- C and D -------------------------------------------------------------
 
-    def read_plan(self, plan_id: UUID, projection: Projection[Any]) -> list[RecordedEvent]:
-        parse, loads = datetime.fromisoformat, orjson.loads
-        return [
-            RecordedEvent(
-                UUID(r[0]),
-                UUID(r[1]),
-                r[2],
-                loads(r[3]),
-                r[4],
-                None if r[5] is None else UUID(r[5]),
-                parse(r[6]),
-                parse(r[7]),
-                parse(r[8]),
-                None if r[9] is None else parse(r[9]),
-            )
-            for r in self.conn.execute(self._reader(projection), (str(plan_id),))
-        ]
+    def read_fold(self, plan_id: UUID, tie_rank: Mapping[str, int]) -> FloorFold:
+        sql, loads = self.statements.reads(tie_rank)[0], orjson.loads
+        state, last = initial_count_state(), None
+        for event_id, event_type, payload in self.conn.execute(sql, (str(plan_id),)):
+            loads(payload)
+            state, last = count_fold(state, event_type), event_id
+        return state, last
 
-    def fold_and_snapshot(self, projection: Projection[Any], plan_id: UUID) -> str:
-        fmt = format_sqlite_timestamp
-        result: list[str] = []
+    def load_snapshot_fold(self, plan_id: UUID, projection: str) -> FloorFold | None:
+        loads = orjson.loads
+        found = self.conn.execute(self.snapshot_sql, (str(plan_id), projection)).fetchone()
+        if found is None:
+            return None
+        state, occurred, created, last = loads(found[0]), found[1], found[2], found[3]
+        for event_id, event_type, payload in self.conn.execute(
+            self.tail_sql, (str(plan_id), occurred, created, last)
+        ):
+            loads(payload)
+            state, last = count_fold(state, event_type), event_id
+        return state, last
+
+    def fold_and_snapshot(
+        self, plan_id: UUID, tie_rank: Mapping[str, int], projection: str
+    ) -> FloorFold:
+        sql, loads = self.statements.reads(tie_rank)[1], orjson.loads
+        result: list[FloorFold] = []
 
         def work() -> None:
-            folded = fold_plan(projection, plan_id, self.read_plan(plan_id, projection))
-            occurred, created, rank, last_id = _position(projection, folded)
+            state, last = initial_count_state(), None
+            for row in self.conn.execute(sql, (str(plan_id),)):
+                loads(row[2])
+                state, last = count_fold(state, row[1]), row
+            position = (None, None, None, None) if last is None else (last[3], last[4], 0, last[0])
             self.conn.execute(
                 self.upsert_sql,
                 (
                     str(plan_id),
-                    projection.name,
-                    projection.version,
-                    orjson.dumps(folded.json).decode(),
-                    folded.hash,
-                    folded.event_count,
-                    None if occurred is None else fmt(occurred),
-                    None if created is None else fmt(created),
-                    rank,
-                    None if last_id is None else str(last_id),
+                    projection,
+                    1,
+                    orjson.dumps(state).decode(),
+                    _state_hash(state),
+                    state["count"],
+                    *position,
                     False,
-                    fmt(datetime.now(UTC)),
+                    _sqlite_timestamp(datetime.now(UTC)),
                 ),
             )
-            result.append(folded.hash)
+            result.append((state, None if last is None else last[0]))
 
         self._write(work)
         return result[0]

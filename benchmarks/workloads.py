@@ -1,4 +1,4 @@
-"""The five workloads: A to D through the library and through the raw driver, E by workers.
+"""The five workloads: A to D through the library and beside the floor, E by workers.
 
 A  append: plans of 100 events, one transaction (one ``store.append``) per plan.
 B  single-event transactions: one ``store.append`` per event.
@@ -10,8 +10,14 @@ E  catch-up: D's plans all queued in the change feed, drained by 1 and by 2
    one writer, so it runs 1 worker only. Worker start-up is not timed (see
    :mod:`benchmarks.catchup`); the CPU column of a worker row is the workers' own.
 
+The floor (:mod:`benchmarks.raw`) writes with plain driver calls and reads with
+fetch, orjson and a count fold, so C and D's library/floor ratios include the
+course-designer reducer's cost, and carry no target (the peer workloads in
+:mod:`benchmarks.peer` fold the same trivial reducer on every side).
+
 Every run is checked after the clock stops: the table holds the rows it should,
-and every fold, library or raw, ends in the same state hash. After E's runs the
+every library fold ends in the same state hash, and the floor saw the same number
+of live events, ending at the same event, as the library. After E's runs the
 queue is empty, every plan has exactly one fresh snapshot whose hash is a fresh
 fold's, and no plan was folded by two workers.
 """
@@ -27,15 +33,14 @@ from uuid import UUID
 
 from sqlalchemy import func, select
 
-from eventsource import EventStore
 from eventsource.tables import plan_changes, snapshots
 from projections.course_designer import CourseDesignerPlanProjection
-from projections.engine import ProjectionEngine
 
 from .catchup import DrainReport, WorkerFailed, WorkerProcesses
 from .data import Dataset
-from .measure import Result, Variant, run_interleaved
-from .raw import PostgresRaw, RawDriver, fold_plan
+from .library import EventStore, LoadedState, ProjectionEngine
+from .measure import Result, Variant, measure
+from .raw import FloorFold, PostgresRaw, RawDriver
 
 __all__ = ["WORKLOADS", "Context", "Workload"]
 
@@ -65,14 +70,9 @@ class Context:
     def measure(
         self, workload: str, title: str, events: int, variants: Sequence[Variant], repeat: int = 0
     ) -> dict[str, Result]:
-        label = f"{self.backend} {workload}"
-        timed = run_interleaved(variants, repeat or self.repeat, self.progress, label)
-        return {
-            name: Result(
-                self.backend, workload, title, name, events, seconds, cpu, problems=problems
-            )
-            for name, (seconds, cpu, problems) in timed.items()
-        }
+        return measure(
+            self.backend, workload, title, events, variants, repeat or self.repeat, self.progress
+        )
 
 
 def _row_count(ctx: Context, expected: int) -> Callable[[], str | None]:
@@ -158,6 +158,26 @@ def append_singles(ctx: Context) -> list[Result]:
 # -- C: one long plan ---------------------------------------------------------------
 
 
+FLOOR_PROJECTION: Final = "benchmark_floor"
+"""The projection name of the snapshot rows the floor's replay writes."""
+
+
+def _floor_problem(name: str, got: FloorFold, expected: tuple[int, UUID | None]) -> str | None:
+    """Whether the floor saw the events the library folded (count and the last one)."""
+    state, last = got
+    count, last_id = expected
+    if state["count"] != count or last != (None if last_id is None else str(last_id)):
+        return (
+            f"{name}: folded {state['count']} events ending at {last}, "
+            f"expected {count} at {last_id}"
+        )
+    return None
+
+
+def _covered(loaded: LoadedState[Any]) -> tuple[int, UUID | None]:
+    return loaded.event_count, None if loaded.position is None else loaded.position.id
+
+
 def rebuild_long_plan(ctx: Context) -> list[Result]:
     engine, raw, projection = ctx.engine, ctx.raw, ctx.projection
     plan_id, rows = ctx.data.long_plan_id, ctx.data.long_rows
@@ -166,35 +186,38 @@ def rebuild_long_plan(ctx: Context) -> list[Result]:
     raw.analyze()
     title = f"rebuild 1 plan of {len(rows)} events"
     hashes: dict[str, str] = {}
-    counts: dict[str, int] = {}
+    covered: dict[str, tuple[int, UUID | None]] = {}
+    floors: list[FloorFold] = []
 
     def library() -> None:
         loaded = engine.fold_from_scratch(projection, plan_id)
-        hashes["library"], counts["library"] = loaded.hash, loaded.event_count
+        hashes["library"], covered["library"] = loaded.hash, _covered(loaded)
 
-    def by_hand() -> None:
-        folded = fold_plan(projection, plan_id, raw.read_plan(plan_id, projection))
-        hashes["raw"], counts["raw"] = folded.hash, folded.event_count
+    def floor() -> None:
+        floors.append(raw.read_fold(plan_id, projection.tie_rank))
 
-    def agree() -> str | None:
-        if set(hashes) != {"library", "raw"}:
-            return None  # the other variant has not run yet
-        if hashes["library"] != hashes["raw"]:
-            return f"state hash differs: library {hashes['library']}, raw {hashes['raw']}"
-        if counts["library"] != len(rows) or counts["raw"] != len(rows):
-            return f"folded {counts} events, expected {len(rows)}"
+    def library_ok() -> str | None:
+        if covered["library"][0] != len(rows):
+            return f"library folded {covered['library'][0]} events, expected {len(rows)}"
         return None
 
     library()
-    by_hand()
-    raw_name = "raw read + orjson + fold"
+    reference = covered["library"]
+    floor()
+    if (problem := _floor_problem("floor", floors[-1], reference)) is not None:
+        raise RuntimeError(problem)
+    raw_name = "floor: fetch + orjson + count"
     results = ctx.measure(
         "C",
         title,
         len(rows),
-        [Variant("library fold_from_scratch", library, check=agree), Variant(raw_name, by_hand)],
+        [
+            Variant("library fold_from_scratch", library, check=library_ok),
+            Variant(raw_name, floor, check=lambda: _floor_problem(raw_name, floors[-1], reference)),
+        ],
     )
-    full = results["library fold_from_scratch"].compare(results[raw_name], ctx.target())
+    full = results["library fold_from_scratch"].compare(results[raw_name])
+    full.note = "library folds the course-designer reducer, the floor only counts"
 
     engine.snapshot(projection, plan_id)
     seen: list[tuple[bool, int, str]] = []
@@ -240,54 +263,61 @@ def replay_plans(ctx: Context) -> list[Result]:
     raw.analyze()
     live = ctx.data.replay_live_count
     title = f"replay {len(plan_ids)} plans, {live} live of {len(rows)} events"
-    reference: dict[UUID, str] = {}
-    last: dict[str, dict[UUID, str]] = {}
+    ranks = projection.tie_rank
+    folded = {p: engine.fold_from_scratch(projection, p) for p in plan_ids}
+    reference = {p: loaded.hash for p, loaded in folded.items()}
+    expected = {p: _covered(loaded) for p, loaded in folded.items()}
+    last_hashes: list[dict[UUID, str]] = []
+    last_floor: dict[str, dict[UUID, FloorFold]] = {}
 
     def library_fold() -> None:
-        last["library fold"] = {p: engine.fold_from_scratch(projection, p).hash for p in plan_ids}
+        last_hashes.append({p: engine.fold_from_scratch(projection, p).hash for p in plan_ids})
 
-    def raw_fold() -> None:
-        last["raw fold"] = {
-            p: fold_plan(projection, p, raw.read_plan(p, projection)).hash for p in plan_ids
-        }
+    def floor_fold() -> None:
+        last_floor["fold"] = {p: raw.read_fold(p, ranks) for p in plan_ids}
 
     def library_replay() -> None:
-        report = engine.replay(projection, plan_ids, run="benchmark", restart=True)
-        last["library replay"] = {p: "" for p in report.plans}
+        engine.replay(projection, plan_ids, run="benchmark", restart=True)
 
-    def raw_replay() -> None:
-        last["raw replay"] = {p: raw.fold_and_snapshot(projection, p) for p in plan_ids}
+    def floor_replay() -> None:
+        last_floor["replay"] = {
+            p: raw.fold_and_snapshot(p, ranks, FLOOR_PROJECTION) for p in plan_ids
+        }
 
-    def same_as_reference(key: str) -> Callable[[], str | None]:
+    def library_fold_ok() -> str | None:
+        return None if last_hashes[-1] == reference else "library fold: state hashes differ"
+
+    def library_replay_ok() -> str | None:
+        stored = _stored_hashes(ctx, plan_ids)
+        return None if stored == reference else "replayed snapshots differ from the fold"
+
+    def floor_ok(key: str) -> Callable[[], str | None]:
         def check() -> str | None:
-            got = last.get(key, {})
-            if key == "library replay":
-                stored = _stored_hashes(ctx, plan_ids)
-                return None if stored == reference else "replayed snapshots differ from the fold"
-            return None if got == reference else f"{key}: state hashes differ from the raw fold"
+            got = last_floor[key]
+            wrong = [p for p in plan_ids if _floor_problem(key, got[p], expected[p]) is not None]
+            return f"floor {key}: {len(wrong)} plans differ from the library's" if wrong else None
 
         return check
 
-    raw_fold()
-    reference.update(last["raw fold"])
     clear = lambda: raw.truncate(events=False)  # noqa: E731
     names = (
         "library fold_from_scratch per plan",
-        "raw read + orjson + fold per plan",
+        "floor: fetch + orjson + count per plan",
         "library engine.replay (stores snapshots)",
-        "raw read + fold + snapshot upsert per plan",
+        "floor: fold + snapshot upsert per plan",
     )
     variants = [
-        Variant(names[0], library_fold, check=same_as_reference("library fold")),
-        Variant(names[1], raw_fold, check=same_as_reference("raw fold")),
-        Variant(names[2], library_replay, setup=clear, check=same_as_reference("library replay")),
-        Variant(names[3], raw_replay, setup=clear, check=same_as_reference("raw replay")),
+        Variant(names[0], library_fold, check=library_fold_ok),
+        Variant(names[1], floor_fold, check=floor_ok("fold")),
+        Variant(names[2], library_replay, setup=clear, check=library_replay_ok),
+        Variant(names[3], floor_replay, setup=clear, check=floor_ok("replay")),
     ]
     results = ctx.measure("D", title, live, variants)
-    results[names[0]].compare(results[names[1]], ctx.target())
-    results[names[2]].compare(results[names[3]], ctx.target())
-    replay, raw_fold_result = results[names[2]], results[names[1]]
-    replay.note = f"library replay/raw fold {raw_fold_result.best / replay.best:.2f}"
+    results[names[0]].compare(results[names[1]])
+    results[names[2]].compare(results[names[3]])
+    replay, floor_result = results[names[2]], results[names[1]]
+    replay.note = f"library replay/floor fold {floor_result.best / replay.best:.2f}"
+    results[names[0]].note = "library folds the course-designer reducer, the floor only counts"
     return [results[name] for name in names]
 
 
