@@ -146,14 +146,24 @@ def fold(
     skipped = dict(start.skipped)
     last = start.last
     evolve = projection.evolve
+    handled = projection.handles
+    models = projection.payload_models
+    new, frozen = _new_event, FrozenMapping
     for recorded in events:
         last = recorded
-        if not handles(projection, recorded.event_type):
+        kind = recorded[2]
+        if handled is not None and kind not in handled:
             if strict:
                 raise UnknownEventType(projection.name, recorded)
-            skipped[recorded.event_type] = skipped.get(recorded.event_type, 0) + 1
+            skipped[kind] = skipped.get(kind, 0) + 1
             continue
-        state = evolve(state, to_event(projection, recorded))
+        if kind in models:
+            event = to_event(projection, recorded)
+        else:
+            # The common case inline (the envelope is the row's first eight
+            # fields, the payload a read-only view): no call, no copy.
+            event = new(Event, (*recorded[:3], frozen(recorded[3]), *recorded[4:8]))
+        state = evolve(state, event)
         folded += 1
     return FoldResult(state=state, folded=folded, skipped=skipped, last=last)
 
