@@ -144,11 +144,3 @@ class ConfigurationError(EventSourceError, ValueError):
 
 class DuplicateProjection(ConfigurationError):
     """Two projections were registered under one name."""
-
-
-class VersionMismatch(EventSourceError):
-    """Inside the store only: a pipelined version check failed and was rolled back.
-
-    The store catches it, reads the actual version and raises
-    :class:`ConcurrencyConflict`; it never reaches callers.
-    """

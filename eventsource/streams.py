@@ -32,10 +32,9 @@ from uuid import UUID
 from sqlalchemy import Connection, Engine, inspect
 from uuid6 import uuid7
 
-from .backend import DRIVER_ERRORS, translate, translated, with_retries
+from .backend import translate, translated, with_retries
 from .config import make_engine
 from .database import Database, Raw
-from .dialects import VersionMismatch
 from .errors import (
     ConcurrencyConflict,
     IdempotencyConflict,
@@ -56,6 +55,7 @@ from .events import (
 )
 from .hooks import WriteHook, WriteNotice
 from .positions import StreamPosition, TimelineCursor, TimelinePage
+from .program import DRIVER_ERRORS, Many, Program, Query, run
 from .versions import (
     ANY,
     ExpectedVersion,
@@ -297,91 +297,94 @@ class StreamStore:
         given_ids: set[UUID],
         expected: ExpectedVersion,
     ) -> AppendResult:
-        ids = tuple(row.id for row in rows)
-        if self.sql.pipelines and not self.hooks and not given_ids:
-            return self._append_pipelined(plan_id, rows, ids, expected)
+        # The common case on PostgreSQL, BEGIN to COMMIT in one round trip, runs
+        # on an autocommit connection; every other append inside a transaction.
+        pipelined = self.sql.pipelines and not self.hooks and not given_ids
+        program = self.append_program(plan_id, rows, given_ids, expected, pipelined=pipelined)
+        if pipelined:
+            with translated(), self.database.connection() as raw:
+                return run(program, raw)[0]
         if self.hooks:
             with self.write_transaction() as connection:
-                raw = self.raw(connection)
-                return self._append_in(raw, connection, plan_id, rows, given_ids, expected)
-        with self.database.transaction(write=True) as raw:
-            return self._append_in(raw, None, plan_id, rows, given_ids, expected)
+                result, notice = run(program, self.raw(connection))
+                if notice is not None:
+                    for hook in self.hooks:
+                        hook.after_write(self, connection, notice)
+                return result
+        with translated(), self.database.transaction(write=True) as raw:
+            return run(program, raw)[0]
 
-    def _append_pipelined(
+    def append_program(
         self,
-        plan_id: UUID,
-        rows: list[PreparedEvent],
-        ids: tuple[UUID, ...],
-        expected: ExpectedVersion,
-    ) -> AppendResult:
-        given = [row.occurred_at for row in rows if row.occurred_at is not None]
-        bookkeeping = self._bookkeeping(plan_id, min(given) if given else None, None)
-        # ANY accepts every version: the check then only reports it.
-        accepted = accepted_range(expected)
-        try:
-            with self.database.connection() as raw:
-                try:
-                    _, before = self.sql.pipelined_append(raw, plan_id, rows, accepted, bookkeeping)
-                except VersionMismatch:
-                    actual = self._version(raw, plan_id)
-                    raise ConcurrencyConflict(plan_id, label(expected), actual) from None
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
-        assert before is not None
-        return AppendResult(plan_id, ids, len(rows), before + len(rows))
-
-    def _append_in(
-        self,
-        raw: Raw,
-        connection: Connection | None,
         plan_id: UUID,
         rows: list[PreparedEvent],
         given_ids: set[UUID],
         expected: ExpectedVersion,
-    ) -> AppendResult:
-        """An append inside the caller's write transaction (hooks run when given one)."""
+        *,
+        pipelined: bool,
+    ) -> Program[tuple[AppendResult, WriteNotice | None]]:
+        """An append as an I/O-free program (see ``eventsource.program``).
+
+        ``pipelined``: the whole transaction as one pipeline, run outside any
+        transaction (caller ids and hooks need the step-by-step form, run inside
+        the caller's write transaction). Returns the result and, for the
+        step-by-step form, the notice for write hooks.
+        """
+        sql = self.sql
         ids = tuple(row.id for row in rows)
-        try:
-            now = self.sql.lock(raw, plan_id).astimezone(UTC)
-            fresh = self._drop_resent(raw, plan_id, rows) if given_ids else rows
-            actual = self._version(raw, plan_id)
-            if not fresh:
-                return AppendResult(plan_id, ids, 0, actual)
-            check_version(plan_id, expected, actual)
-            version = actual + len(fresh)
+        plan = sql.uuid(plan_id)
+        if pipelined:
+            given = [row.occurred_at for row in rows if row.occurred_at is not None]
+            bookkeeping = self._bookkeeping(plan_id, min(given) if given else None, None)
             try:
-                cursor = raw.cursor()
-                try:
-                    cursor.executemany(self.sql.insert, self.sql.insert_rows(plan_id, fresh, now))
-                finally:
-                    cursor.close()
+                # ANY accepts every version: the check then only reports it.
+                results = yield sql.append_pipeline(
+                    plan_id, rows, accepted_range(expected), bookkeeping
+                )
             except DRIVER_ERRORS as exc:
-                error = translate(exc)
-                if isinstance(error, UnknownReference) and error.field is None:
-                    raise self._missing_reference(raw, plan_id, fresh) or error from exc
-                raise error from exc
-            appended = tuple(row.recorded(plan_id, now) for row in fresh)
-            earliest = min(event.occurred_at for event in appended)
-            self._run_bookkeeping(raw, plan_id, earliest, now)
+                if getattr(exc, "sqlstate", None) != "22012":  # division_by_zero: see check
+                    raise
+                yield Query("ROLLBACK")
+                (actual,) = yield Query(sql.version, {"plan": plan}, "one")
+                raise ConcurrencyConflict(plan_id, label(expected), int(actual)) from None
+            before = int(results[2][0])
+            return AppendResult(plan_id, ids, len(rows), before + len(rows)), None
+        now = yield from sql.lock_program(plan_id)
+        fresh = rows
+        if given_ids:
+            found = yield Query(sql.by_ids(len(ids)), sql.ids_params(ids), "all")
+            stored = {event.id: event for event in map(sql.decoder(), found)}
+            fresh = self._drop_resent(plan_id, rows, stored)
+        (count,) = yield Query(sql.version, {"plan": plan}, "one")
+        actual = int(count)
+        if not fresh:
+            return AppendResult(plan_id, ids, 0, actual), None
+        check_version(plan_id, expected, actual)
+        try:
+            yield Many(sql.insert, sql.insert_rows(plan_id, fresh, now))
         except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
-        if connection is not None:
-            notice = WriteNotice(plan_id, "append", earliest, appended)
-            for hook in self.hooks:
-                hook.after_write(self, connection, notice)
-        return AppendResult(plan_id, ids, len(fresh), version)
+            error = translate(exc)
+            if isinstance(error, UnknownReference) and error.field is None:
+                missing = yield from self._missing_reference(plan_id, fresh)
+                raise (missing or error) from exc
+            raise error from exc
+        appended = tuple(row.recorded(plan_id, now) for row in fresh)
+        earliest = min(event.occurred_at for event in appended)
+        for statement, params in self._bookkeeping(plan_id, earliest, now):
+            yield Query(statement, params)
+        result = AppendResult(plan_id, ids, len(fresh), actual + len(fresh))
+        return result, WriteNotice(plan_id, "append", earliest, appended)
 
     def _missing_reference(
-        self, raw: Raw, plan_id: UUID, rows: list[PreparedEvent]
-    ) -> UnknownReference | None:
+        self, plan_id: UUID, rows: list[PreparedEvent]
+    ) -> Program[UnknownReference | None]:
         """Which parent a failed foreign key names, where the driver does not say.
 
         PostgreSQL names the constraint (``backend.translate`` uses it); SQLite
         does not, but its transaction can still be queried, so look the parents up.
         """
-        (known_plan,) = raw.execute(
-            self.sql.plan_exists, {"plan": self.sql.uuid(plan_id)}
-        ).fetchone()
+        sql = self.sql
+        (known_plan,) = yield Query(sql.plan_exists, {"plan": sql.uuid(plan_id)}, "one")
         if not known_plan:
             return UnknownReference(
                 f"course_designer_plan_id {plan_id} names a plan that does not exist; create "
@@ -389,8 +392,8 @@ class StreamStore:
                 field="course_designer_plan_id",
             )
         actors = sorted({row.actor_user_id for row in rows if row.actor_user_id})
-        found = raw.execute(self.sql.known_users(len(actors)), self.sql.ids_params(actors))
-        known = {self.sql.decode_uuid(value) for (value,) in found.fetchall()}
+        found = yield Query(sql.known_users(len(actors)), sql.ids_params(actors), "all")
+        known = {sql.decode_uuid(value) for (value,) in found}
         for actor in actors:
             if actor not in known:
                 return UnknownReference(
@@ -409,9 +412,13 @@ class StreamStore:
         return {event.id: event for event in map(decode, rows)}
 
     def _drop_resent(
-        self, raw: Raw, plan_id: UUID, rows: list[PreparedEvent]
+        self, plan_id: UUID, rows: list[PreparedEvent], stored: Mapping[UUID, RecordedEvent]
     ) -> list[PreparedEvent]:
-        stored = self.stored(raw, [row.id for row in rows])
+        """The rows not stored yet; a stored one must match what is re-sent.
+
+        Raises:
+            IdempotencyConflict: an id re-sent with different content.
+        """
         if not stored:
             return rows
         fresh = []
@@ -656,57 +663,61 @@ class StreamStore:
         return with_retries(lambda: self._set_deleted(ident, deleted=False))
 
     def _set_deleted(self, event_id: UUID, *, deleted: bool) -> bool:
-        sql = self.sql
         with self.write_transaction() as connection:
-            raw = self.raw(connection)
-            ident = sql.uuid(event_id)
-            found = raw.execute(sql.event_plan, {"id": ident}).fetchone()
-            if found is None:
-                raise UnknownEvent(event_id)
-            plan_id = sql.decode_uuid(found[0])
-            plan = sql.uuid(plan_id)
-            now = sql.lock(raw, plan_id).astimezone(UTC)
-            occurred, was_deleted = raw.execute(
-                sql.event_state, {"plan": plan, "id": ident}
-            ).fetchone()
-            if (was_deleted is not None) == deleted:
-                return False
-            stamp = sql.timestamp(now)
-            raw.execute(
-                sql.set_deleted,
-                {"plan": plan, "id": ident, "deleted_at": stamp if deleted else None, "now": stamp},
+            changed, notice = run(self.set_deleted_program(event_id, deleted), self.raw(connection))
+            if notice is not None:
+                for hook in self.hooks:
+                    hook.after_write(self, connection, notice)
+        return changed
+
+    def set_deleted_program(
+        self, event_id: UUID, deleted: bool
+    ) -> Program[tuple[bool, WriteNotice | None]]:
+        """Soft delete (or restore) as an I/O-free program, in a write transaction.
+
+        Only ``deleted_at`` changes (and ``updated_at``, as the trigger does);
+        the retraction history keeps ``known_at`` reads exact after a restore.
+
+        Raises:
+            UnknownEvent: no event has this id.
+        """
+        sql = self.sql
+        ident = sql.uuid(event_id)
+        found = yield Query(sql.event_plan, {"id": ident}, "one")
+        if found is None:
+            raise UnknownEvent(event_id)
+        plan_id = sql.decode_uuid(found[0])
+        plan = sql.uuid(plan_id)
+        now = yield from sql.lock_program(plan_id)
+        occurred, was_deleted = yield Query(sql.event_state, {"plan": plan, "id": ident}, "one")
+        if (was_deleted is not None) == deleted:
+            return False, None
+        stamp = sql.timestamp(now)
+        yield Query(
+            sql.set_deleted,
+            {"plan": plan, "id": ident, "deleted_at": stamp if deleted else None, "now": stamp},
+        )
+        if deleted:
+            yield Query(
+                sql.open_retraction,
+                {"plan": plan, "id": ident, "deleted_at": stamp, "restored_at": None},
             )
-            if deleted:
-                raw.execute(
+        else:
+            closed = yield Query(
+                sql.close_retraction, {"plan": plan, "id": ident, "restored_at": stamp}, "rowcount"
+            )
+            if not closed:
+                # Deleted outside the library (or imported deleted): keep the
+                # interval it was retracted for.
+                yield Query(
                     sql.open_retraction,
-                    {"plan": plan, "id": ident, "deleted_at": stamp, "restored_at": None},
+                    {"plan": plan, "id": ident, "deleted_at": was_deleted, "restored_at": stamp},
                 )
-            else:
-                closed = raw.execute(
-                    sql.close_retraction, {"plan": plan, "id": ident, "restored_at": stamp}
-                ).rowcount
-                if not closed:
-                    # Deleted outside the library (or imported deleted): keep the
-                    # interval it was retracted for.
-                    raw.execute(
-                        sql.open_retraction,
-                        {
-                            "plan": plan,
-                            "id": ident,
-                            "deleted_at": was_deleted,
-                            "restored_at": stamp,
-                        },
-                    )
-            self.after_write(
-                connection,
-                WriteNotice(
-                    plan_id,
-                    "soft_delete" if deleted else "restore",
-                    sql.decode_timestamp(occurred),
-                ),
-                now,
-            )
-        return True
+        earliest = sql.decode_timestamp(occurred)
+        for statement, params in self._bookkeeping(plan_id, earliest, now):
+            yield Query(statement, params)
+        kind = "soft_delete" if deleted else "restore"
+        return True, WriteNotice(plan_id, kind, earliest)
 
 
 __all__ = ["DEFAULT_PAGE_SIZE", "AppendResult", "PreparedEvent", "StreamStore", "as_uuid"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from .base import EVENT_COLUMNS, Dialect, Ranks, VersionMismatch, rank_sql
+from .base import EVENT_COLUMNS, Dialect, Ranks, rank_sql
 from .postgresql import PostgreSQL
 from .sqlite import SQLite
 
@@ -25,7 +25,6 @@ __all__ = [
     "PostgreSQL",
     "Ranks",
     "SQLite",
-    "VersionMismatch",
     "dialect_for",
     "rank_sql",
 ]

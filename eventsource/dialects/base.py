@@ -19,15 +19,15 @@ page would re-scan every tied row on each page: quadratic in a one-append plan).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Final
 from uuid import UUID
 
 import orjson
 
-from ..errors import VersionMismatch
 from ..events import RecordedEvent
+from ..program import Pipeline, Program, Query, run
 
 EVENTS: Final = "course_designer_plan_events"
 EVENT_COLUMNS: Final = (
@@ -153,9 +153,23 @@ class Dialect:
 
     # -- driver work ---------------------------------------------------------
 
+    def lock_step(self, plan_id: UUID) -> Query | None:
+        """The statement serializing the plan's writers (None where BEGIN did it)."""
+        return None
+
+    def lock_time(self, row: Any) -> datetime:
+        """The transaction's time, from :meth:`lock_step`'s row."""
+        return datetime.now(UTC)
+
+    def lock_program(self, plan_id: UUID) -> Program[datetime]:
+        """Lock the plan in the caller's write transaction; the transaction's time (UTC)."""
+        step = self.lock_step(plan_id)
+        row = None if step is None else (yield step)
+        return self.lock_time(row).astimezone(UTC)
+
     def lock(self, raw: Any, plan_id: UUID) -> datetime:
-        """Serialize the plan's writers in ``raw``'s transaction; the transaction's time."""
-        raise NotImplementedError
+        """:meth:`lock_program` on a blocking driver connection."""
+        return run(self.lock_program(plan_id), raw)
 
     def insert_rows(
         self, plan_id: UUID, rows: Iterable[Any], now: datetime
@@ -214,15 +228,17 @@ class Dialect:
         finally:
             cursor.close()
 
-    def pipelined_append(
+    def append_pipeline(
         self,
-        raw: Any,
         plan_id: UUID,
         rows: list[Any],
         accepted: tuple[int, int],
         bookkeeping: list[tuple[str, dict[str, Any]]],
-    ) -> tuple[datetime, int]:
-        """A whole append transaction in one round trip (where :attr:`pipelines`)."""
+    ) -> Pipeline:
+        """A whole append transaction as one pipeline (where :attr:`pipelines`).
+
+        Its results: the lock's row (second) and the version check's (third).
+        """
         raise NotImplementedError
 
     # -- the stream order ----------------------------------------------------
@@ -519,6 +535,5 @@ __all__ = [
     "SNAPSHOT_COLUMNS",
     "Dialect",
     "Ranks",
-    "VersionMismatch",
     "rank_sql",
 ]

@@ -12,11 +12,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
-import psycopg
-from psycopg.pq import TransactionStatus
-
 from ..events import RecordedEvent
-from .base import EVENT_COLUMNS, EVENTS, Dialect, VersionMismatch
+from ..program import Many, Pipeline, Query
+from .base import EVENT_COLUMNS, EVENTS, Dialect
 
 
 def plan_lock_key(plan_id: UUID) -> int:
@@ -65,8 +63,10 @@ class PostgreSQL(Dialect):
 
     pipelines = True
 
-    def lock(self, raw: Any, plan_id: UUID) -> datetime:
-        row = raw.execute(self.lock_sql, {"key": plan_lock_key(plan_id)}).fetchone()
+    def lock_step(self, plan_id: UUID) -> Query:
+        return Query(self.lock_sql, {"key": plan_lock_key(plan_id)}, "one")
+
+    def lock_time(self, row: Any) -> datetime:
         stamp: datetime = row[1]
         return stamp
 
@@ -116,44 +116,29 @@ class PostgreSQL(Dialect):
             for event in events:
                 copy.write_row(self.encode_event(event))
 
-    def pipelined_append(
+    def append_pipeline(
         self,
-        raw: Any,
         plan_id: UUID,
         rows: list[Any],
         accepted: tuple[int, int],
         bookkeeping: list[tuple[str, dict[str, Any]]],
-    ) -> tuple[datetime, int]:
-        """BEGIN, lock, version check, inserts, bookkeeping and COMMIT in one round trip.
-
-        Returns the transaction's time and the plan's version before the insert.
-
-        Raises:
-            VersionMismatch: the check failed; nothing was written (rolled back).
-        """
-        params = self.insert_rows(plan_id, rows, datetime.now(UTC))
-        try:
-            with raw.pipeline() as pipeline, raw.cursor() as lock, raw.cursor() as check:
-                raw.execute("BEGIN")
-                lock.execute(self.lock_sql, {"key": plan_lock_key(plan_id)})
-                check.execute(
-                    self.check_version, {"plan": plan_id, "low": accepted[0], "high": accepted[1]}
-                )
-                with raw.cursor() as cursor:
-                    cursor.executemany(self.insert, params)
-                    for sql, values in bookkeeping:
-                        cursor.execute(sql, values)
-                raw.execute("COMMIT")
-                pipeline.sync()
-                stamp = lock.fetchone()
-                version = check.fetchone()
-        except psycopg.errors.DivisionByZero:
-            if raw.info.transaction_status != TransactionStatus.IDLE:
-                raw.execute("ROLLBACK")
-            raise VersionMismatch from None
-        assert stamp is not None
-        assert version is not None
-        return stamp[1], int(version[0])
+    ) -> Pipeline:
+        # BEGIN to COMMIT in one round trip; a failed version check divides by
+        # zero (see check_version) and aborts the rest before anything is inserted.
+        return Pipeline(
+            [
+                Query("BEGIN"),
+                self.lock_step(plan_id),
+                Query(
+                    self.check_version,
+                    {"plan": plan_id, "low": accepted[0], "high": accepted[1]},
+                    "one",
+                ),
+                Many(self.insert, self.insert_rows(plan_id, rows, datetime.now(UTC))),
+                *(Query(sql, values) for sql, values in bookkeeping),
+                Query("COMMIT"),
+            ]
+        )
 
     lock_sql: Final = "SELECT pg_advisory_xact_lock(%(key)s), now()"
     """Serializes the plan's writers; ``now()`` is the transaction's start."""

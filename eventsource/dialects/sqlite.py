@@ -97,11 +97,6 @@ class SQLite(Dialect):
 
     # -- writing -------------------------------------------------------------
 
-    def lock(self, raw: Any, plan_id: UUID) -> datetime:
-        # BEGIN IMMEDIATE already holds the database's write lock; the process
-        # clock stands in for the transaction's start.
-        return datetime.now(UTC)
-
     def lock_table(self, raw: Any) -> datetime:
         return datetime.now(UTC)  # BEGIN IMMEDIATE holds the whole database
 

@@ -1,0 +1,188 @@
+"""Store operations as I/O-free programs, run by a blocking or an asyncio shell.
+
+A write that takes several statements with decisions between them (append,
+soft delete, restore) is written once, as a generator: it yields the statement
+it needs next and receives the result. :func:`run` drives it on a blocking
+driver connection (``sqlite3``, ``psycopg.Connection``); :func:`run_async` on an
+asyncio one (``aiosqlite``, ``psycopg.AsyncConnection``). Validation, ordering,
+version checks and bookkeeping live in the program, so the two faces cannot
+drift apart: only these two small loops differ.
+
+A :class:`Pipeline` step asks for several statements at once, whose results
+the program does not need in between: PostgreSQL sends them in one round trip.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import psycopg
+
+T = TypeVar("T")
+
+How = Literal["one", "all", "rowcount", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One statement; the program receives its first row, all rows or rowcount."""
+
+    sql: str
+    params: Mapping[str, Any] | Sequence[Any] | None = None
+    how: How = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Many:
+    """One statement for each parameter set (``executemany``); receives None."""
+
+    sql: str
+    params: Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """Statements sent together; the program receives their results as a list."""
+
+    steps: Sequence[Query | Many]
+
+
+Step = Query | Many | Pipeline
+Program = Generator[Step, Any, T]
+
+DRIVER_ERRORS = (psycopg.Error, sqlite3.Error)
+"""Errors a step can fail with; the shells throw them into the program at that step."""
+
+
+def _result(cursor: Any, how: How) -> Any:
+    if how == "one":
+        return cursor.fetchone()
+    if how == "all":
+        return cursor.fetchall()
+    if how == "rowcount":
+        return cursor.rowcount
+    return None
+
+
+def _execute(raw: Any, step: Query | Many) -> Any:
+    cursor = raw.cursor()
+    try:
+        if isinstance(step, Many):
+            cursor.executemany(step.sql, step.params)
+            return None
+        cursor.execute(step.sql, step.params)
+        return _result(cursor, step.how)
+    finally:
+        cursor.close()
+
+
+def run(program: Program[T], raw: Any) -> T:
+    """Run ``program`` on a blocking driver connection, in the caller's transaction.
+
+    A driver error at a step is thrown into the program there, so the program
+    may handle it (a failed version check) or let it propagate.
+    """
+    try:
+        step = next(program)
+        while True:
+            try:
+                outcome = _run_step(raw, step)
+            except DRIVER_ERRORS as exc:
+                step = program.throw(exc)
+            else:
+                step = program.send(outcome)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def _run_step(raw: Any, step: Step) -> Any:
+    if isinstance(step, Pipeline):
+        if isinstance(raw, psycopg.Connection):
+            with raw.pipeline() as pipeline:
+                cursors = []
+                for part in step.steps:
+                    cursor = raw.cursor()
+                    if isinstance(part, Many):
+                        cursor.executemany(part.sql, part.params)
+                    else:
+                        cursor.execute(part.sql, part.params)
+                    cursors.append(cursor)
+                pipeline.sync()
+                return [
+                    None if isinstance(part, Many) else _result(cursor, part.how)
+                    for part, cursor in zip(step.steps, cursors, strict=True)
+                ]
+        return [_execute(raw, part) for part in step.steps]
+    return _execute(raw, step)
+
+
+async def _execute_async(conn: Any, step: Query | Many) -> Any:
+    if isinstance(conn, psycopg.AsyncConnection):
+        async with conn.cursor() as cursor:
+            if isinstance(step, Many):
+                await cursor.executemany(step.sql, step.params)
+                return None
+            await cursor.execute(step.sql, step.params)
+            return await _result_async(cursor, step.how)
+    if isinstance(step, Many):
+        await conn.executemany(step.sql, step.params)
+        return None
+    cursor = await conn.execute(step.sql, step.params)
+    try:
+        return await _result_async(cursor, step.how)
+    finally:
+        await cursor.close()
+
+
+async def _result_async(cursor: Any, how: How) -> Any:
+    if how == "one":
+        return await cursor.fetchone()
+    if how == "all":
+        return await cursor.fetchall()
+    if how == "rowcount":
+        return cursor.rowcount
+    return None
+
+
+async def run_async(program: Program[T], conn: Any) -> T:
+    """Run ``program`` on an asyncio driver connection, in the caller's transaction."""
+    try:
+        step = next(program)
+        while True:
+            try:
+                outcome = await _run_step_async(conn, step)
+            except DRIVER_ERRORS as exc:
+                step = program.throw(exc)
+            else:
+                step = program.send(outcome)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+async def _run_step_async(conn: Any, step: Step) -> Any:
+    if isinstance(step, Pipeline):
+        if isinstance(conn, psycopg.AsyncConnection):
+            async with conn.pipeline() as pipeline:
+                cursors = []
+                for part in step.steps:
+                    cursor = conn.cursor()
+                    if isinstance(part, Many):
+                        await cursor.executemany(part.sql, part.params)
+                    else:
+                        await cursor.execute(part.sql, part.params)
+                    cursors.append(cursor)
+                await pipeline.sync()
+                return [
+                    None if isinstance(part, Many) else await _result_async(cursor, part.how)
+                    for part, cursor in zip(step.steps, cursors, strict=True)
+                ]
+        return [await _execute_async(conn, part) for part in step.steps]
+    return await _execute_async(conn, step)
+
+
+__all__ = ["Many", "Pipeline", "Program", "Query", "Step", "run", "run_async"]
