@@ -37,7 +37,7 @@ import psycopg
 
 from .backend import translated, with_retries
 from .database import Raw
-from .streams import Bookkeeping, StreamStore
+from .streams import Bookkeeping, StreamRules, StreamStore
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +45,26 @@ CHANNEL: Final = "eventsource_plan_changes"
 """On PostgreSQL a trigger on the change table NOTIFYs this channel."""
 
 
-class ChangeFeedStore(StreamStore):
-    """The stream tier plus the change feed: every write records its plan."""
+class FeedRules(StreamRules):
+    """The change feed's I/O-free half: every write also records its plan."""
 
     def _bookkeeping(
         self, plan_id: UUID, earliest: datetime | None, now: datetime | None
     ) -> Bookkeeping:
-        # Before the snapshot tier's staleness update: see SnapshotStore._bookkeeping.
+        # Before the snapshot tier's staleness update: see SnapshotRules._bookkeeping.
         record = (self.sql.record_change, self._change_params(plan_id, now))
         return [*super()._bookkeeping(plan_id, earliest, now), record]
 
     def _change_params(self, plan_id: UUID, now: datetime | None) -> dict[str, Any]:
         stamp = now or datetime.now(UTC)
         return {"plan": self.sql.uuid(plan_id), "now": self.sql.timestamp(stamp)}
+
+    def decode_claims(self, rows: Iterable[Any]) -> list[tuple[UUID, int]]:
+        return [(self.sql.decode_uuid(plan), int(seq)) for plan, seq in rows]
+
+
+class ChangeFeedStore(FeedRules, StreamStore):
+    """The stream tier plus the change feed: record, claim, clear, requeue, listen."""
 
     def record_change(self, raw: Raw, plan_id: UUID, now: datetime) -> None:
         """Record, in the caller's transaction, that ``plan_id`` changed."""
@@ -83,8 +90,7 @@ class ChangeFeedStore(StreamStore):
         On PostgreSQL the rows stay locked (``FOR UPDATE SKIP LOCKED``) until the
         transaction ends: other workers skip them, writers wait for them.
         """
-        rows = raw.execute(self.sql.claim, {"limit": limit}).fetchall()
-        return [(self.sql.decode_uuid(plan), int(seq)) for plan, seq in rows]
+        return self.decode_claims(raw.execute(self.sql.claim, {"limit": limit}).fetchall())
 
     def clear(self, raw: Raw, plan_id: UUID, change_seq: int) -> bool:
         """Drop a claimed change, unless a write re-queued the plan since the claim."""
@@ -124,4 +130,4 @@ class ChangeFeedStore(StreamStore):
         return conn
 
 
-__all__ = ["CHANNEL", "ChangeFeedStore"]
+__all__ = ["CHANNEL", "ChangeFeedStore", "FeedRules"]

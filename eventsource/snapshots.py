@@ -12,6 +12,7 @@ snapshots, so an interrupted run resumes exactly where it stopped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,7 @@ from .backend import translated
 from .database import Raw
 from .dialects import Ranks
 from .events import RecordedEvent, check_timestamp
-from .feed import ChangeFeedStore
+from .feed import ChangeFeedStore, FeedRules
 from .positions import StreamPosition
 from .streams import Bookkeeping
 
@@ -48,8 +49,8 @@ class Snapshot:
         return self.projection == name and self.projection_version == version and not self.stale
 
 
-class SnapshotStore(ChangeFeedStore):
-    """The change-feed tier plus snapshots and replay checkpoints."""
+class SnapshotRules(FeedRules):
+    """The snapshot tier's I/O-free half: staleness, statements and row decoding."""
 
     def _bookkeeping(
         self, plan_id: UUID, earliest: datetime | None, now: datetime | None
@@ -96,18 +97,65 @@ class SnapshotStore(ChangeFeedStore):
             updated_at=sql.decode_timestamp(updated),
         )
 
+    def snapshot_key(self, plan_id: UUID, projection: str) -> dict[str, Any]:
+        return {"plan": self.sql.uuid(plan_id), "projection": projection}
+
+    def tail_statements(
+        self,
+        plan_id: UUID,
+        projection: str,
+        version: int,
+        ranks: Ranks,
+        valid_at: datetime | None,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The snapshot's SELECT and, joined with it, the live events after it.
+
+        Read together, from one snapshot of the database: the tail is empty when
+        the snapshot is missing, stale or of another ``version``.
+        """
+        sql = self.sql
+        params: dict[str, Any] = {**self.snapshot_key(plan_id, projection), "version": version}
+        if valid_at is not None:
+            params["valid_at"] = sql.timestamp(check_timestamp(valid_at, "as_of"))
+        return [
+            (sql.load_snapshot, params),
+            (sql.snapshot_tail(ranks, valid_at is not None), params),
+        ]
+
+    def decode_tail(
+        self, plan_id: UUID, snapshot_rows: Sequence[Any], tail_rows: Sequence[Any]
+    ) -> tuple[Snapshot | None, list[RecordedEvent]]:
+        snapshot = self._decode_snapshot(snapshot_rows[0]) if snapshot_rows else None
+        return snapshot, list(map(self.sql.decoder(plan_id), tail_rows))
+
+    def snapshot_params(self, snapshot: Snapshot) -> dict[str, Any]:
+        """Parameters of the snapshot upsert (stored fresh)."""
+        sql = self.sql
+        position = snapshot.position
+        return {
+            "plan_id": sql.uuid(snapshot.plan_id),
+            "projection": snapshot.projection,
+            "projection_version": snapshot.projection_version,
+            "state": orjson.dumps(snapshot.state).decode(),
+            "state_hash": snapshot.state_hash,
+            "event_count": snapshot.event_count,
+            "position_occurred_at": None
+            if position is None
+            else sql.timestamp(position.occurred_at),
+            "position_created_at": None if position is None else sql.timestamp(position.created_at),
+            "position_rank": None if position is None else position.rank,
+            "position_id": None if position is None else sql.uuid(position.id),
+            "updated_at": sql.timestamp(snapshot.updated_at),
+        }
+
+
+class SnapshotStore(SnapshotRules, ChangeFeedStore):
+    """The change-feed tier plus snapshots and replay checkpoints."""
+
     def load_snapshot(self, raw: Raw, plan_id: UUID, projection: str) -> Snapshot | None:
         """The plan's snapshot for ``projection``, usable or not, in ``raw``'s transaction."""
-        row = raw.execute(
-            self.sql.load_snapshot, {"plan": self.sql.uuid(plan_id), "projection": projection}
-        ).fetchone()
+        row = raw.execute(self.sql.load_snapshot, self.snapshot_key(plan_id, projection)).fetchone()
         return None if row is None else self._decode_snapshot(row)
-
-    def snapshot_row(self, plan_id: UUID, projection: str) -> Snapshot | None:
-        """:meth:`load_snapshot` on its own (for tools and tests)."""
-        self.check_schema()
-        with translated(), self.database.connection() as raw:
-            return self.load_snapshot(raw, plan_id, projection)
 
     def load_with_tail(
         self,
@@ -124,50 +172,21 @@ class SnapshotStore(ChangeFeedStore):
         PostgreSQL. The tail is empty when the snapshot is missing, stale or of
         another ``version``: the caller then reads the whole stream.
         """
-        sql = self.sql
-        params: dict[str, Any] = {
-            "plan": sql.uuid(plan_id),
-            "projection": projection,
-            "version": version,
-        }
-        if valid_at is not None:
-            params["valid_at"] = sql.timestamp(check_timestamp(valid_at, "as_of"))
+        statements = self.tail_statements(plan_id, projection, version, ranks, valid_at)
         self.check_schema()
         with translated(), self.database.connection() as raw:
-            snapshot_rows, tail_rows = sql.read_together(
-                raw,
-                [
-                    (sql.load_snapshot, params),
-                    (sql.snapshot_tail(ranks, valid_at is not None), params),
-                ],
-            )
-        snapshot = self._decode_snapshot(snapshot_rows[0]) if snapshot_rows else None
-        return snapshot, list(map(sql.decoder(plan_id), tail_rows))
+            snapshot_rows, tail_rows = self.sql.read_together(raw, statements)
+        return self.decode_tail(plan_id, snapshot_rows, tail_rows)
 
     def save_snapshot(self, raw: Raw, snapshot: Snapshot) -> None:
         """Insert or replace the plan's snapshot, fresh, in ``raw``'s transaction."""
-        sql = self.sql
-        position = snapshot.position
-        raw.execute(
-            sql.save_snapshot,
-            {
-                "plan_id": sql.uuid(snapshot.plan_id),
-                "projection": snapshot.projection,
-                "projection_version": snapshot.projection_version,
-                "state": orjson.dumps(snapshot.state).decode(),
-                "state_hash": snapshot.state_hash,
-                "event_count": snapshot.event_count,
-                "position_occurred_at": None
-                if position is None
-                else sql.timestamp(position.occurred_at),
-                "position_created_at": None
-                if position is None
-                else sql.timestamp(position.created_at),
-                "position_rank": None if position is None else position.rank,
-                "position_id": None if position is None else sql.uuid(position.id),
-                "updated_at": sql.timestamp(snapshot.updated_at),
-            },
-        )
+        raw.execute(self.sql.save_snapshot, self.snapshot_params(snapshot))
+
+    def snapshot_row(self, plan_id: UUID, projection: str) -> Snapshot | None:
+        """:meth:`load_snapshot` on its own (for tools and tests)."""
+        self.check_schema()
+        with translated(), self.database.connection() as raw:
+            return self.load_snapshot(raw, plan_id, projection)
 
     def snapshot_plan_ids(self) -> list[UUID]:
         """Every plan with a snapshot (any projection), in id order."""
@@ -201,4 +220,4 @@ class SnapshotStore(ChangeFeedStore):
             raw.execute(self.sql.progress_forget, {"run": run})
 
 
-__all__ = ["Snapshot", "SnapshotStore"]
+__all__ = ["Snapshot", "SnapshotRules", "SnapshotStore"]

@@ -35,6 +35,7 @@ from uuid6 import uuid7
 from .backend import translate, translated, with_retries
 from .config import make_engine
 from .database import Database, Raw
+from .dialects import Dialect
 from .errors import (
     ConcurrencyConflict,
     IdempotencyConflict,
@@ -156,127 +157,27 @@ def prepare(event: NewEvent, index: int, max_payload_bytes: int) -> PreparedEven
     )
 
 
-class StreamStore:
-    """The stream tier of the store of ``course_designer_plan_events``.
+class StreamRules:
+    """The stream tier's I/O-free half: validation, statements and write programs.
 
-    Args:
-        engine: a SQLAlchemy engine from :func:`eventsource.config.make_engine`.
-        max_payload_bytes: the largest payload (as JSON) an append accepts.
-        hooks: write hooks run inside every write transaction.
+    Both faces of the store, :class:`StreamStore` (blocking) and
+    ``AsyncEventStore`` (asyncio), inherit or hold these rules and only run what
+    they produce; the tiers above add theirs by extending :meth:`_bookkeeping`.
     """
 
     def __init__(
-        self,
-        engine: Engine,
-        *,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        hooks: Sequence[WriteHook] = (),
+        self, dialect: Dialect, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     ) -> None:
-        self.engine = engine
-        self.database = Database(engine)
-        self.sql = self.database.dialect
-        self.dialect: str = self.sql.name
+        self.sql = dialect
         self.max_payload_bytes = max_payload_bytes
-        self.hooks: list[WriteHook] = list(hooks)
-        self._schema_ok = False
 
-    @classmethod
-    def from_url(cls, url: str | None = None, **kwargs: Any) -> Any:
-        """A store for ``url`` (else ``EVENTSOURCE_DATABASE_URL``, else the default)."""
-        return cls(make_engine(url), **kwargs)
-
-    def close(self) -> None:
-        self.database.close()
-        self.engine.dispose()
-
-    # -- transactions ----------------------------------------------------------
-
-    def check_schema(self) -> None:
-        """Fail early, with what to do, if the database was never migrated.
+    def prepare_batch(
+        self, plan_id: UUID | str, new_events: Sequence[NewEvent], expected_version: object
+    ) -> tuple[UUID, list[PreparedEvent], set[UUID], ExpectedVersion]:
+        """Validate an append: (plan, prepared rows, caller-given ids, expected version).
 
         Raises:
-            SchemaMissing: the event table or the engine's tables are missing.
-        """
-        if self._schema_ok:
-            return
-        with translated(), self.engine.connect() as connection:
-            names = set(inspect(connection).get_table_names())
-        missing = sorted(REQUIRED_TABLES - names)
-        if missing:
-            raise SchemaMissing(f"the database lacks table(s) {', '.join(missing)}")
-        self._schema_ok = True
-
-    @contextmanager
-    def write_transaction(self) -> Iterator[Connection]:
-        """A SQLAlchemy connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
-        self.check_schema()
-        with translated(), self.engine.connect() as connection:
-            connection = connection.execution_options(eventsource_write=True)
-            with connection.begin():
-                yield connection
-
-    @contextmanager
-    def read_transaction(self) -> Iterator[Connection]:
-        """A SQLAlchemy connection in a read transaction that sees one snapshot."""
-        self.check_schema()
-        with translated(), self.engine.connect() as connection:
-            connection = connection.execution_options(isolation_level=self._snapshot_isolation)
-            with connection.begin():
-                yield connection
-
-    @property
-    def _snapshot_isolation(self) -> str:
-        # SQLite reads in WAL already see one snapshot per transaction.
-        return "REPEATABLE READ" if self.sql.supports_skip_locked else "SERIALIZABLE"
-
-    @staticmethod
-    def raw(connection: Connection) -> Raw:
-        """The driver connection under a SQLAlchemy one (same transaction)."""
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        return raw
-
-    @contextmanager
-    def driver_transaction(self, *, write: bool) -> Iterator[Raw]:
-        """A driver connection in a transaction (see ``Database.transaction``)."""
-        self.check_schema()
-        with translated(), self.database.transaction(write=write) as raw:
-            yield raw
-
-    def lock_in(self, raw: Raw, plan_id: UUID) -> datetime:
-        """:meth:`lock_plan` on a driver connection in a write transaction."""
-        return self.sql.lock(raw, plan_id).astimezone(UTC)
-
-    def lock_plan(self, connection: Connection, plan_id: UUID) -> datetime:
-        """Serialize the plan's writers; return the transaction's timestamp."""
-        return self.sql.lock(self.raw(connection), plan_id).astimezone(UTC)
-
-    # -- appending -------------------------------------------------------------
-
-    def prepare(self, plan_id: UUID, event: NewEvent, index: int) -> PreparedEvent:
-        """Validate one event; return it ready to insert (without timestamps)."""
-        return prepare(event, index, self.max_payload_bytes)
-
-    def append(
-        self,
-        plan_id: UUID | str,
-        new_events: Sequence[NewEvent],
-        *,
-        expected_version: ExpectedVersion = ANY,
-    ) -> AppendResult:
-        """Append a batch to a plan's stream in one transaction.
-
-        Ids not given get time-ordered UUIDv7s (so the batch keeps its order);
-        ``occurred_at`` not given is the transaction's time. Re-sending an event id
-        with identical content is a no-op, so a whole append can safely be retried.
-
-        Raises:
-            InvalidInput: a bad event (nothing of the batch is written).
-            UnknownReference: the plan or an actor does not exist.
-            ConcurrencyConflict: the plan is not at ``expected_version``.
-            IdempotencyConflict: an id was re-sent with different content.
-            SchemaMissing: the database was never migrated.
-            StoreUnavailable: the database cannot be reached (after retries).
+            InvalidInput: a bad plan id, event, batch or expected version.
         """
         plan = as_uuid(plan_id, "plan_id")
         if not new_events:
@@ -286,33 +187,36 @@ class StreamStore:
         rows = [self.prepare(plan, event, index) for index, event in enumerate(new_events)]
         if len(given) != sum(1 for event in new_events if event.id is not None):
             raise InvalidInput("the batch repeats an event id", field="id")
-        given_ids = {row.id for row in rows} if given else set()
-        self.check_schema()
-        return with_retries(lambda: self._append(plan, rows, given_ids, expected))
+        return plan, rows, ({row.id for row in rows} if given else set()), expected
 
-    def _append(
-        self,
-        plan_id: UUID,
-        rows: list[PreparedEvent],
-        given_ids: set[UUID],
-        expected: ExpectedVersion,
-    ) -> AppendResult:
-        # The common case on PostgreSQL, BEGIN to COMMIT in one round trip, runs
-        # on an autocommit connection; every other append inside a transaction.
-        pipelined = self.sql.pipelines and not self.hooks and not given_ids
-        program = self.append_program(plan_id, rows, given_ids, expected, pipelined=pipelined)
-        if pipelined:
-            with translated(), self.database.connection() as raw:
-                return run(program, raw)[0]
-        if self.hooks:
-            with self.write_transaction() as connection:
-                result, notice = run(program, self.raw(connection))
-                if notice is not None:
-                    for hook in self.hooks:
-                        hook.after_write(self, connection, notice)
-                return result
-        with translated(), self.database.transaction(write=True) as raw:
-            return run(program, raw)[0]
+    def timeline_params(
+        self, plan_id: UUID, before: TimelineCursor | None, limit: int
+    ) -> dict[str, Any]:
+        """Parameters of the timeline statement (``limit + 1`` rows, to see a next page)."""
+        if limit < 1:
+            raise InvalidInput("limit must be at least 1", field="limit")
+        params: dict[str, Any] = {"plan": self.sql.uuid(plan_id), "limit": limit + 1}
+        if before is not None:
+            params.update(
+                before_o=self.sql.timestamp(before.occurred_at),
+                before_c=self.sql.timestamp(before.created_at),
+                before_i=self.sql.uuid(before.id),
+            )
+        return params
+
+    def timeline_page(self, plan_id: UUID, rows: Sequence[Any], limit: int) -> TimelinePage:
+        """The fetched timeline rows as a page and the cursor of the next one."""
+        page = list(map(self.sql.decoder(plan_id), rows))
+        more = len(page) > limit
+        page = page[:limit]
+        cursor = (
+            TimelineCursor(page[-1].occurred_at, page[-1].created_at, page[-1].id) if more else None
+        )
+        return TimelinePage(tuple(page), cursor)
+
+    def prepare(self, plan_id: UUID, event: NewEvent, index: int) -> PreparedEvent:
+        """Validate one event; return it ready to insert (without timestamps)."""
+        return prepare(event, index, self.max_payload_bytes)
 
     def append_program(
         self,
@@ -403,14 +307,6 @@ class StreamStore:
                 )
         return None
 
-    def stored(self, raw: Raw, ids: Sequence[UUID]) -> dict[UUID, RecordedEvent]:
-        """The stored rows among ``ids`` (any plan), by id."""
-        if not ids:
-            return {}
-        decode = self.sql.decoder()
-        rows = raw.execute(self.sql.by_ids(len(ids)), self.sql.ids_params(ids)).fetchall()
-        return {event.id: event for event in map(decode, rows)}
-
     def _drop_resent(
         self, plan_id: UUID, rows: list[PreparedEvent], stored: Mapping[UUID, RecordedEvent]
     ) -> list[PreparedEvent]:
@@ -452,6 +348,240 @@ class StreamStore:
         """
         return []
 
+    def stream_query(
+        self,
+        plan_id: UUID,
+        *,
+        after: StreamPosition | None = None,
+        tie_rank: Mapping[str, int] | None = None,
+        valid_at: datetime | None = None,
+        known_at: datetime | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """The statement and parameters of one stream read."""
+        ranks = tuple(sorted((tie_rank or {}).items()))
+        params: dict[str, Any] = {"plan": self.sql.uuid(plan_id)}
+        if valid_at is not None:
+            params["valid_at"] = self.sql.timestamp(check_timestamp(valid_at, "as_of"))
+        if known_at is not None:
+            params["known_at"] = self.sql.timestamp(check_timestamp(known_at, "known_at"))
+        if after is not None:
+            params.update(self.sql.position_params(after))
+        sql = self.sql.stream(ranks, valid_at is not None, known_at is not None, after is not None)
+        return sql, params
+
+    def set_deleted_program(
+        self, event_id: UUID, deleted: bool
+    ) -> Program[tuple[bool, WriteNotice | None]]:
+        """Soft delete (or restore) as an I/O-free program, in a write transaction.
+
+        Only ``deleted_at`` changes (and ``updated_at``, as the trigger does);
+        the retraction history keeps ``known_at`` reads exact after a restore.
+
+        Raises:
+            UnknownEvent: no event has this id.
+        """
+        sql = self.sql
+        ident = sql.uuid(event_id)
+        found = yield Query(sql.event_plan, {"id": ident}, "one")
+        if found is None:
+            raise UnknownEvent(event_id)
+        plan_id = sql.decode_uuid(found[0])
+        plan = sql.uuid(plan_id)
+        now = yield from sql.lock_program(plan_id)
+        occurred, was_deleted = yield Query(sql.event_state, {"plan": plan, "id": ident}, "one")
+        if (was_deleted is not None) == deleted:
+            return False, None
+        stamp = sql.timestamp(now)
+        yield Query(
+            sql.set_deleted,
+            {"plan": plan, "id": ident, "deleted_at": stamp if deleted else None, "now": stamp},
+        )
+        if deleted:
+            yield Query(
+                sql.open_retraction,
+                {"plan": plan, "id": ident, "deleted_at": stamp, "restored_at": None},
+            )
+        else:
+            closed = yield Query(
+                sql.close_retraction, {"plan": plan, "id": ident, "restored_at": stamp}, "rowcount"
+            )
+            if not closed:
+                # Deleted outside the library (or imported deleted): keep the
+                # interval it was retracted for.
+                yield Query(
+                    sql.open_retraction,
+                    {"plan": plan, "id": ident, "deleted_at": was_deleted, "restored_at": stamp},
+                )
+        earliest = sql.decode_timestamp(occurred)
+        for statement, params in self._bookkeeping(plan_id, earliest, now):
+            yield Query(statement, params)
+        kind = "soft_delete" if deleted else "restore"
+        return True, WriteNotice(plan_id, kind, earliest)
+
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "AppendResult",
+    "PreparedEvent",
+    "StreamRules",
+    "StreamStore",
+    "as_uuid",
+]
+
+
+class StreamStore(StreamRules):
+    """The stream tier of the store of ``course_designer_plan_events``.
+
+    Args:
+        engine: a SQLAlchemy engine from :func:`eventsource.config.make_engine`.
+        max_payload_bytes: the largest payload (as JSON) an append accepts.
+        hooks: write hooks run inside every write transaction.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        hooks: Sequence[WriteHook] = (),
+    ) -> None:
+        self.engine = engine
+        self.database = Database(engine)
+        super().__init__(self.database.dialect, max_payload_bytes)
+        self.dialect: str = self.sql.name
+        self.hooks: list[WriteHook] = list(hooks)
+        self._schema_ok = False
+
+    @classmethod
+    def from_url(cls, url: str | None = None, **kwargs: Any) -> Any:
+        """A store for ``url`` (else ``EVENTSOURCE_DATABASE_URL``, else the default)."""
+        return cls(make_engine(url), **kwargs)
+
+    def close(self) -> None:
+        self.database.close()
+        self.engine.dispose()
+
+    # -- transactions ----------------------------------------------------------
+
+    def check_schema(self) -> None:
+        """Fail early, with what to do, if the database was never migrated.
+
+        Raises:
+            SchemaMissing: the event table or the engine's tables are missing.
+        """
+        if self._schema_ok:
+            return
+        with translated(), self.engine.connect() as connection:
+            names = set(inspect(connection).get_table_names())
+        missing = sorted(REQUIRED_TABLES - names)
+        if missing:
+            raise SchemaMissing(f"the database lacks table(s) {', '.join(missing)}")
+        self._schema_ok = True
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Connection]:
+        """A SQLAlchemy connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        self.check_schema()
+        with translated(), self.engine.connect() as connection:
+            connection = connection.execution_options(eventsource_write=True)
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Connection]:
+        """A SQLAlchemy connection in a read transaction that sees one snapshot."""
+        self.check_schema()
+        with translated(), self.engine.connect() as connection:
+            connection = connection.execution_options(isolation_level=self._snapshot_isolation)
+            with connection.begin():
+                yield connection
+
+    @property
+    def _snapshot_isolation(self) -> str:
+        # SQLite reads in WAL already see one snapshot per transaction.
+        return "REPEATABLE READ" if self.sql.supports_skip_locked else "SERIALIZABLE"
+
+    @staticmethod
+    def raw(connection: Connection) -> Raw:
+        """The driver connection under a SQLAlchemy one (same transaction)."""
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        return raw
+
+    @contextmanager
+    def driver_transaction(self, *, write: bool) -> Iterator[Raw]:
+        """A driver connection in a transaction (see ``Database.transaction``)."""
+        self.check_schema()
+        with translated(), self.database.transaction(write=write) as raw:
+            yield raw
+
+    def lock_in(self, raw: Raw, plan_id: UUID) -> datetime:
+        """:meth:`lock_plan` on a driver connection in a write transaction."""
+        return self.sql.lock(raw, plan_id).astimezone(UTC)
+
+    def lock_plan(self, connection: Connection, plan_id: UUID) -> datetime:
+        """Serialize the plan's writers; return the transaction's timestamp."""
+        return self.sql.lock(self.raw(connection), plan_id).astimezone(UTC)
+
+    # -- appending -------------------------------------------------------------
+
+    def append(
+        self,
+        plan_id: UUID | str,
+        new_events: Sequence[NewEvent],
+        *,
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        """Append a batch to a plan's stream in one transaction.
+
+        Ids not given get time-ordered UUIDv7s (so the batch keeps its order);
+        ``occurred_at`` not given is the transaction's time. Re-sending an event id
+        with identical content is a no-op, so a whole append can safely be retried.
+
+        Raises:
+            InvalidInput: a bad event (nothing of the batch is written).
+            UnknownReference: the plan or an actor does not exist.
+            ConcurrencyConflict: the plan is not at ``expected_version``.
+            IdempotencyConflict: an id was re-sent with different content.
+            SchemaMissing: the database was never migrated.
+            StoreUnavailable: the database cannot be reached (after retries).
+        """
+        plan, rows, given_ids, expected = self.prepare_batch(plan_id, new_events, expected_version)
+        self.check_schema()
+        return with_retries(lambda: self._append(plan, rows, given_ids, expected))
+
+    def _append(
+        self,
+        plan_id: UUID,
+        rows: list[PreparedEvent],
+        given_ids: set[UUID],
+        expected: ExpectedVersion,
+    ) -> AppendResult:
+        # The common case on PostgreSQL, BEGIN to COMMIT in one round trip, runs
+        # on an autocommit connection; every other append inside a transaction.
+        pipelined = self.sql.pipelines and not self.hooks and not given_ids
+        program = self.append_program(plan_id, rows, given_ids, expected, pipelined=pipelined)
+        if pipelined:
+            with translated(), self.database.connection() as raw:
+                return run(program, raw)[0]
+        if self.hooks:
+            with self.write_transaction() as connection:
+                result, notice = run(program, self.raw(connection))
+                if notice is not None:
+                    for hook in self.hooks:
+                        hook.after_write(self, connection, notice)
+                return result
+        with translated(), self.database.transaction(write=True) as raw:
+            return run(program, raw)[0]
+
+    def stored(self, raw: Raw, ids: Sequence[UUID]) -> dict[UUID, RecordedEvent]:
+        """The stored rows among ``ids`` (any plan), by id."""
+        if not ids:
+            return {}
+        decode = self.sql.decoder()
+        rows = raw.execute(self.sql.by_ids(len(ids)), self.sql.ids_params(ids)).fetchall()
+        return {event.id: event for event in map(decode, rows)}
+
     def _run_bookkeeping(self, raw: Raw, plan_id: UUID, earliest: datetime, now: datetime) -> None:
         for sql, params in self._bookkeeping(plan_id, earliest, now):
             raw.execute(sql, params)
@@ -481,27 +611,6 @@ class StreamStore:
         self.check_schema()
         with translated(), self.database.connection() as raw:
             return self._version(raw, plan)
-
-    def stream_query(
-        self,
-        plan_id: UUID,
-        *,
-        after: StreamPosition | None = None,
-        tie_rank: Mapping[str, int] | None = None,
-        valid_at: datetime | None = None,
-        known_at: datetime | None = None,
-    ) -> tuple[str, dict[str, Any]]:
-        """The statement and parameters of one stream read."""
-        ranks = tuple(sorted((tie_rank or {}).items()))
-        params: dict[str, Any] = {"plan": self.sql.uuid(plan_id)}
-        if valid_at is not None:
-            params["valid_at"] = self.sql.timestamp(check_timestamp(valid_at, "as_of"))
-        if known_at is not None:
-            params["known_at"] = self.sql.timestamp(check_timestamp(known_at, "known_at"))
-        if after is not None:
-            params.update(self.sql.position_params(after))
-        sql = self.sql.stream(ranks, valid_at is not None, known_at is not None, after is not None)
-        return sql, params
 
     def read(
         self,
@@ -564,25 +673,11 @@ class StreamStore:
         (plan, deleted_at, occurred_at DESC).
         """
         plan = as_uuid(plan_id, "plan_id")
-        if limit < 1:
-            raise InvalidInput("limit must be at least 1", field="limit")
-        params: dict[str, Any] = {"plan": self.sql.uuid(plan), "limit": limit + 1}
-        if before is not None:
-            params.update(
-                before_o=self.sql.timestamp(before.occurred_at),
-                before_c=self.sql.timestamp(before.created_at),
-                before_i=self.sql.uuid(before.id),
-            )
+        params = self.timeline_params(plan, before, limit)
         self.check_schema()
         with translated(), self.database.connection() as raw:
             rows = raw.execute(self.sql.timeline(before is not None), params).fetchall()
-        page = list(map(self.sql.decoder(plan), rows))
-        more = len(page) > limit
-        page = page[:limit]
-        cursor = (
-            TimelineCursor(page[-1].occurred_at, page[-1].created_at, page[-1].id) if more else None
-        )
-        return TimelinePage(tuple(page), cursor)
+        return self.timeline_page(plan, rows, limit)
 
     def timeline_query_sql(self, plan_id: UUID) -> str:
         """The timeline's SQL with literal values (for EXPLAIN in tests and docs)."""
@@ -669,55 +764,3 @@ class StreamStore:
                 for hook in self.hooks:
                     hook.after_write(self, connection, notice)
         return changed
-
-    def set_deleted_program(
-        self, event_id: UUID, deleted: bool
-    ) -> Program[tuple[bool, WriteNotice | None]]:
-        """Soft delete (or restore) as an I/O-free program, in a write transaction.
-
-        Only ``deleted_at`` changes (and ``updated_at``, as the trigger does);
-        the retraction history keeps ``known_at`` reads exact after a restore.
-
-        Raises:
-            UnknownEvent: no event has this id.
-        """
-        sql = self.sql
-        ident = sql.uuid(event_id)
-        found = yield Query(sql.event_plan, {"id": ident}, "one")
-        if found is None:
-            raise UnknownEvent(event_id)
-        plan_id = sql.decode_uuid(found[0])
-        plan = sql.uuid(plan_id)
-        now = yield from sql.lock_program(plan_id)
-        occurred, was_deleted = yield Query(sql.event_state, {"plan": plan, "id": ident}, "one")
-        if (was_deleted is not None) == deleted:
-            return False, None
-        stamp = sql.timestamp(now)
-        yield Query(
-            sql.set_deleted,
-            {"plan": plan, "id": ident, "deleted_at": stamp if deleted else None, "now": stamp},
-        )
-        if deleted:
-            yield Query(
-                sql.open_retraction,
-                {"plan": plan, "id": ident, "deleted_at": stamp, "restored_at": None},
-            )
-        else:
-            closed = yield Query(
-                sql.close_retraction, {"plan": plan, "id": ident, "restored_at": stamp}, "rowcount"
-            )
-            if not closed:
-                # Deleted outside the library (or imported deleted): keep the
-                # interval it was retracted for.
-                yield Query(
-                    sql.open_retraction,
-                    {"plan": plan, "id": ident, "deleted_at": was_deleted, "restored_at": stamp},
-                )
-        earliest = sql.decode_timestamp(occurred)
-        for statement, params in self._bookkeeping(plan_id, earliest, now):
-            yield Query(statement, params)
-        kind = "soft_delete" if deleted else "restore"
-        return True, WriteNotice(plan_id, kind, earliest)
-
-
-__all__ = ["DEFAULT_PAGE_SIZE", "AppendResult", "PreparedEvent", "StreamStore", "as_uuid"]

@@ -18,7 +18,7 @@ page would re-scan every tied row on each page: quadratic in a one-append plan).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Final
@@ -187,7 +187,7 @@ class Dialect:
             cursor.close()
 
     def read_together(
-        self, raw: Any, statements: list[tuple[str, Mapping[str, Any]]]
+        self, raw: Any, statements: Sequence[tuple[str, Mapping[str, Any]]]
     ) -> list[list[Any]]:
         """Every row of several statements, all read from one snapshot."""
         raw.execute("BEGIN")

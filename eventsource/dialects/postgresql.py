@@ -7,7 +7,7 @@ is a :class:`RecordedEvent` as it stands.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
@@ -94,7 +94,7 @@ class PostgreSQL(Dialect):
             yield from cursor.stream(sql, params, size=size)
 
     def read_together(
-        self, raw: Any, statements: list[tuple[str, Mapping[str, Any]]]
+        self, raw: Any, statements: Sequence[tuple[str, Mapping[str, Any]]]
     ) -> list[list[Any]]:
         # One round trip: BEGIN, the reads and COMMIT go out in one pipeline.
         with raw.pipeline():
