@@ -147,6 +147,52 @@ def translated() -> Iterator[None]:
         raise translate(exc) from exc
 
 
+class RetryPolicy:
+    """When to rerun a failed transaction and how long to wait: shared by both faces.
+
+    :func:`with_retries` sleeps between attempts, ``AsyncEventStore`` awaits.
+    """
+
+    def __init__(
+        self,
+        attempts: int = 10,
+        first_delay: float = 0.05,
+        max_delay: float = 2.0,
+        on_retry: Callable[[int, EventSourceError], None] | None = None,
+    ) -> None:
+        self.attempts_allowed = attempts
+        self.delay = first_delay
+        self.max_delay = max_delay
+        self.on_retry = on_retry
+        self.started = time.monotonic()
+
+    def attempts(self) -> range:
+        return range(1, self.attempts_allowed + 1)
+
+    def after_failure(self, attempt: int, exc: TransientError | StoreUnavailable) -> float:
+        """The delay before the next attempt; raises when this was the last one."""
+        if attempt == self.attempts_allowed:
+            if isinstance(exc, StoreUnavailable):
+                raise StoreUnavailable(
+                    f"{exc} (gave up after {attempt} attempts in "
+                    f"{time.monotonic() - self.started:.1f}s)"
+                ) from exc
+            raise exc
+        delay = self.delay
+        log.log(
+            logging.WARNING if isinstance(exc, StoreUnavailable) else logging.INFO,
+            "%s; retrying in %.2fs (attempt %d of %d)",
+            exc,
+            delay,
+            attempt + 1,
+            self.attempts_allowed,
+        )
+        if self.on_retry is not None:
+            self.on_retry(attempt, exc)
+        self.delay = min(delay * 2, self.max_delay)
+        return delay
+
+
 def with_retries(
     operation: Callable[[], T],
     *,
@@ -169,30 +215,11 @@ def with_retries(
         StoreUnavailable: the database stayed unreachable through every attempt.
         TransientError: every attempt hit a conflict.
     """
-    delay = first_delay
-    started = time.monotonic()
-    for attempt in range(1, attempts + 1):
+    policy = RetryPolicy(attempts, first_delay, max_delay, on_retry)
+    for attempt in policy.attempts():
         try:
             with translated():
                 return operation()
         except (TransientError, StoreUnavailable) as exc:
-            if attempt == attempts:
-                if isinstance(exc, StoreUnavailable):
-                    raise StoreUnavailable(
-                        f"{exc} (gave up after {attempts} attempts in "
-                        f"{time.monotonic() - started:.1f}s)"
-                    ) from exc
-                raise
-            log.log(
-                logging.WARNING if isinstance(exc, StoreUnavailable) else logging.INFO,
-                "%s; retrying in %.2fs (attempt %d of %d)",
-                exc,
-                delay,
-                attempt + 1,
-                attempts,
-            )
-            if on_retry is not None:
-                on_retry(attempt, exc)
-            time.sleep(delay)
-            delay = min(delay * 2, max_delay)
+            time.sleep(policy.after_failure(attempt, exc))
     raise AssertionError("unreachable")

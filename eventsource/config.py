@@ -86,6 +86,21 @@ def make_engine(url: URL | str | None = None, **kwargs: Any) -> Engine:
     )
 
 
+def libpq_params(url: URL) -> dict[str, Any]:
+    """psycopg connection parameters of a PostgreSQL URL, sessions in UTC.
+
+    The URL's own query parameters (sslmode, a socket host, ``options`` with a
+    search_path, ...) are kept; ``-c timezone=UTC`` joins its options, as on the
+    engine's connections, so timestamps come back in UTC.
+    """
+    params: dict[str, Any] = url.translate_connect_args(username="user", database="dbname")
+    params.update(url.query)
+    extra = params.pop("options", "")
+    options = " ".join(["-c timezone=UTC", *([extra] if isinstance(extra, str) else extra)])
+    params["options"] = options.strip()
+    return params
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:

@@ -36,6 +36,7 @@ from uuid import UUID
 import psycopg
 
 from .backend import translated, with_retries
+from .config import libpq_params
 from .database import Raw
 from .streams import Bookkeeping, StreamRules, StreamStore
 
@@ -110,12 +111,8 @@ class ChangeFeedStore(FeedRules, StreamStore):
         """
         if not self.sql.supports_skip_locked:
             return None
-        url = self.engine.url
-        # The engine's own connection parameters, query ones (sslmode, a socket
-        # host, ...) included; the session options (search_path) do not matter
-        # to LISTEN, whose channels are per database.
-        params: dict[str, Any] = url.translate_connect_args(username="user", database="dbname")
-        params.update(url.query)
+        # The engine's own connection parameters; LISTEN channels are per database.
+        params = libpq_params(self.engine.url)
         try:
             conn = psycopg.connect(autocommit=True, connect_timeout=5, **params)
         except psycopg.Error as exc:

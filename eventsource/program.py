@@ -111,11 +111,21 @@ def _run_step(raw: Any, step: Step) -> Any:
                     else:
                         cursor.execute(part.sql, part.params)
                     cursors.append(cursor)
-                pipeline.sync()
-                return [
-                    None if isinstance(part, Many) else _result(cursor, part.how)
-                    for part, cursor in zip(step.steps, cursors, strict=True)
-                ]
+                # The error is taken here, inside the block: raised through the
+                # block's exit, psycopg would log the aborted pipeline as well.
+                try:
+                    pipeline.sync()
+                except DRIVER_ERRORS as exc:
+                    failure: BaseException | None = exc
+                else:
+                    failure = None
+                    results = [
+                        None if isinstance(part, Many) else _result(cursor, part.how)
+                        for part, cursor in zip(step.steps, cursors, strict=True)
+                    ]
+            if failure is not None:
+                raise failure
+            return results
         return [_execute(raw, part) for part in step.steps]
     return _execute(raw, step)
 
@@ -176,11 +186,19 @@ async def _run_step_async(conn: Any, step: Step) -> Any:
                     else:
                         await cursor.execute(part.sql, part.params)
                     cursors.append(cursor)
-                await pipeline.sync()
-                return [
-                    None if isinstance(part, Many) else await _result_async(cursor, part.how)
-                    for part, cursor in zip(step.steps, cursors, strict=True)
-                ]
+                try:
+                    await pipeline.sync()
+                except DRIVER_ERRORS as exc:
+                    failure: BaseException | None = exc
+                else:
+                    failure = None
+                    results = [
+                        None if isinstance(part, Many) else await _result_async(cursor, part.how)
+                        for part, cursor in zip(step.steps, cursors, strict=True)
+                    ]
+            if failure is not None:
+                raise failure
+            return results
         return [await _execute_async(conn, part) for part in step.steps]
     return await _execute_async(conn, step)
 

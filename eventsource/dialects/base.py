@@ -346,6 +346,9 @@ class Dialect:
             "after_i": self.uuid(position.id),
         }
 
+    table_names: str = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    """The tables visible to the connection (the schema check)."""
+
     # -- other event reads ---------------------------------------------------
 
     @property

@@ -183,6 +183,11 @@ class PostgreSQL(Dialect):
     def claim(self) -> str:
         return super().claim + " FOR UPDATE SKIP LOCKED"
 
+    table_names = (
+        "SELECT table_name::text FROM information_schema.tables "
+        "WHERE table_schema = ANY (current_schemas(false))"
+    )
+
     channel: Final = "eventsource_plan_changes"
     """The NOTIFY channel a trigger on the change table signals."""
 
