@@ -3,6 +3,7 @@
 The public API is re-exported here; everything else is implementation.
 """
 
+from .async_store import AsyncEventStore, AsyncWriteHook
 from .config import make_engine, resolve_url
 from .errors import (
     ConcurrencyConflict,
@@ -33,6 +34,8 @@ __all__ = [
     "STAGES",
     "STREAM_EXISTS",
     "AppendResult",
+    "AsyncEventStore",
+    "AsyncWriteHook",
     "ChangeFeedStore",
     "ConcurrencyConflict",
     "ConfigurationError",

@@ -227,7 +227,7 @@ class AsyncEventStore:
                 raise
             await conn.execute("COMMIT")
 
-    async def _retrying(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def retrying(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run a whole transaction, again on transient failures (as ``with_retries``)."""
         policy = RetryPolicy()
         for attempt in policy.attempts():
@@ -255,7 +255,7 @@ class AsyncEventStore:
                 rows = await cursor.fetchall()
             return {name for (name,) in rows}
 
-        missing = sorted(REQUIRED_TABLES - await self._retrying(look))
+        missing = sorted(REQUIRED_TABLES - await self.retrying(look))
         if missing:
             raise SchemaMissing(f"the database lacks table(s) {', '.join(missing)}")
         self._schema_ok = True
@@ -299,7 +299,7 @@ class AsyncEventStore:
                         await hook.after_write(self, conn, notice)
                 return result
 
-        return await self._retrying(attempt)
+        return await self.retrying(attempt)
 
     async def version(self, plan_id: UUID | str) -> int:
         """The plan's version: how many rows it has stored (deleted ones included)."""
@@ -310,7 +310,7 @@ class AsyncEventStore:
             async with self.connection() as conn:
                 return await self._count(conn, plan)
 
-        return await self._retrying(look)
+        return await self.retrying(look)
 
     async def _count(self, conn: AsyncRaw, plan_id: UUID) -> int:
         cursor = await conn.execute(self.sql.version, {"plan": self.sql.uuid(plan_id)})
@@ -396,7 +396,7 @@ class AsyncEventStore:
                 rows: list[Any] = list(await cursor.fetchall())
                 return rows
 
-        return self.rules.timeline_page(plan, await self._retrying(look), limit)
+        return self.rules.timeline_page(plan, await self.retrying(look), limit)
 
     async def audit(
         self, plan_id: UUID | str, *, page_size: int = DEFAULT_PAGE_SIZE
@@ -428,7 +428,7 @@ class AsyncEventStore:
                 cursor = await conn.execute(self.sql.get, {"id": self.sql.uuid(ident)})
                 return await cursor.fetchone()
 
-        row = await self._retrying(look)
+        row = await self.retrying(look)
         if row is None:
             raise UnknownEvent(ident)
         return self.sql.decoder()(row)
@@ -450,7 +450,7 @@ class AsyncEventStore:
                     rows = await cursor.fetchall()
                 return [self.sql.decode_uuid(value) for (value,) in rows]
 
-            page = await self._retrying(page_after)
+            page = await self.retrying(page_after)
             for plan in page:
                 yield plan
             if len(page) < page_size:
@@ -486,7 +486,7 @@ class AsyncEventStore:
                         await hook.after_write(self, conn, notice)
                 return changed
 
-        return await self._retrying(attempt)
+        return await self.retrying(attempt)
 
     async def lock_in(self, conn: AsyncRaw, plan_id: UUID) -> datetime:
         """Serialize the plan's writers in the caller's write transaction; its time."""
@@ -556,7 +556,7 @@ class AsyncEventStore:
                     await conn.execute("COMMIT")
                 return results
 
-        snapshot_rows, tail_rows = await self._retrying(look)
+        snapshot_rows, tail_rows = await self.retrying(look)
         return self.rules.decode_tail(plan_id, snapshot_rows, tail_rows)
 
     async def load_snapshot(
@@ -567,7 +567,7 @@ class AsyncEventStore:
             self.sql.load_snapshot, self.rules.snapshot_key(plan_id, projection)
         )
         row = await cursor.fetchone()
-        return None if row is None else self.rules._decode_snapshot(row)
+        return None if row is None else self.rules.decode_snapshot(row)
 
     async def snapshot_row(self, plan_id: UUID, projection: str) -> Snapshot | None:
         """:meth:`load_snapshot` on its own."""
@@ -577,7 +577,7 @@ class AsyncEventStore:
             async with self.connection() as conn:
                 return await self.load_snapshot(conn, plan_id, projection)
 
-        return await self._retrying(look)
+        return await self.retrying(look)
 
     async def save_snapshot(self, conn: AsyncRaw, snapshot: Snapshot) -> None:
         """Insert or replace the plan's snapshot, fresh, in the caller's transaction."""

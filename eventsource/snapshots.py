@@ -75,7 +75,7 @@ class SnapshotRules(FeedRules):
 
     # -- snapshots -------------------------------------------------------------
 
-    def _decode_snapshot(self, row: Any) -> Snapshot:
+    def decode_snapshot(self, row: Any) -> Snapshot:
         sql = self.sql
         (plan, projection, version, state, digest, count, o, c, r, i, stale, updated) = row
         position = (
@@ -125,7 +125,7 @@ class SnapshotRules(FeedRules):
     def decode_tail(
         self, plan_id: UUID, snapshot_rows: Sequence[Any], tail_rows: Sequence[Any]
     ) -> tuple[Snapshot | None, list[RecordedEvent]]:
-        snapshot = self._decode_snapshot(snapshot_rows[0]) if snapshot_rows else None
+        snapshot = self.decode_snapshot(snapshot_rows[0]) if snapshot_rows else None
         return snapshot, list(map(self.sql.decoder(plan_id), tail_rows))
 
     def snapshot_params(self, snapshot: Snapshot) -> dict[str, Any]:
@@ -155,7 +155,7 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
     def load_snapshot(self, raw: Raw, plan_id: UUID, projection: str) -> Snapshot | None:
         """The plan's snapshot for ``projection``, usable or not, in ``raw``'s transaction."""
         row = raw.execute(self.sql.load_snapshot, self.snapshot_key(plan_id, projection)).fetchone()
-        return None if row is None else self._decode_snapshot(row)
+        return None if row is None else self.decode_snapshot(row)
 
     def load_with_tail(
         self,

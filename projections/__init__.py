@@ -4,6 +4,8 @@ The public API is re-exported here; everything else is implementation. The
 Hypothesis kit is :mod:`projections.testing`.
 """
 
+from .async_engine import AsyncInlineProjections, AsyncProjectionEngine
+from .async_worker import AsyncWorker
 from .course_designer import CourseDesignerPlanProjection, PlanState, StageState
 from .engine import (
     FieldChange,
@@ -19,6 +21,9 @@ from .typing import Event, JSONValue, Projection
 from .worker import Finding, Worker, WorkerStats, reconcile
 
 __all__ = [
+    "AsyncInlineProjections",
+    "AsyncProjectionEngine",
+    "AsyncWorker",
     "CourseDesignerPlanProjection",
     "Event",
     "FieldChange",

@@ -105,6 +105,118 @@ class ReplayReport:
     plans: list[UUID] = field(default_factory=list)
 
 
+def starting_point(
+    projection: Projection[S], plan_id: UUID, start: Snapshot | None
+) -> tuple[FoldResult[S], StreamPosition | None]:
+    """Where a fold begins: the snapshot's state and position, or the initial state."""
+    if start is not None:
+        state = projection.from_json(start.state)
+        return FoldResult(state=state, folded=start.event_count), start.position
+    return FoldResult(state=projection.initial_state(plan_id)), None
+
+
+def loaded_state(
+    projection: Projection[S],
+    plan_id: UUID,
+    result: FoldResult[S],
+    begin: FoldResult[S],
+    after: StreamPosition | None,
+    from_snapshot: bool,
+) -> LoadedState[S]:
+    """The outcome of a fold: state, canonical JSON, hash, counts and position."""
+    skipped_total = sum(result.skipped.values())
+    position = after if result.last is None else StreamPosition.of(result.last, projection.tie_rank)
+    data = projection.to_json(result.state)
+    return LoadedState(
+        plan_id=plan_id,
+        projection=projection.name,
+        state=result.state,
+        json=data,
+        hash=state_hash(canonical_json(data)),
+        event_count=result.folded + skipped_total,
+        skipped=result.skipped,
+        position=position,
+        from_snapshot=from_snapshot,
+        tail=result.folded - begin.folded + skipped_total,
+    )
+
+
+def snapshot_usable(
+    snapshot: Snapshot | None, projection: Projection[Any], as_of: datetime | None
+) -> bool:
+    """Whether a load may start from ``snapshot``: fresh, this version, inside ``as_of``.
+
+    The snapshot covers only events up to its position: valid for an as-of view
+    that includes that whole prefix.
+    """
+    if snapshot is None or not snapshot.usable_for(projection.name, projection.version):
+        return False
+    if as_of is None:
+        return True
+    return snapshot.position is not None and snapshot.position.occurred_at <= as_of
+
+
+def should_snapshot(
+    snapshot_every: int | None,
+    projection: Projection[Any],
+    loaded: LoadedState[Any],
+    *,
+    as_of: datetime | None,
+    known_at: datetime | None,
+) -> bool:
+    """Whether a load folded enough events after its snapshot to store a new one."""
+    return (
+        known_at is None
+        and as_of is None
+        and snapshot_every is not None
+        and loaded.tail >= snapshot_every
+        and not is_asynchronous(projection)
+    )
+
+
+def snapshot_of(projection: Projection[Any], loaded: LoadedState[Any]) -> Snapshot:
+    """The snapshot row storing ``loaded``."""
+    return Snapshot(
+        plan_id=loaded.plan_id,
+        projection=projection.name,
+        projection_version=projection.version,
+        state=loaded.json,
+        state_hash=loaded.hash,
+        event_count=loaded.event_count,
+        position=loaded.position,
+        stale=False,
+        updated_at=datetime.now(UTC),
+    )
+
+
+def snapshot_status(snapshot: Snapshot | None, projection: Projection[Any]) -> str | None:
+    """Why verify cannot compare a snapshot ("missing", ...), or None when it can."""
+    if snapshot is None:
+        return "missing"
+    if snapshot.projection_version != projection.version:
+        return "other-version"
+    if snapshot.stale:
+        return "stale"
+    return None
+
+
+def fold_watching_inputs(
+    projection: Projection[Any], plan_id: UUID, events: Iterable[RecordedEvent]
+) -> tuple[str, UUID | None]:
+    """A fold from scratch that notes the first event whose evolve mutated its input."""
+    state = projection.initial_state(plan_id)
+    mutated: UUID | None = None
+    for recorded in events:
+        if not handles(projection, recorded.event_type):
+            continue
+        before = canonical_json(projection.to_json(state))
+        new_state = projection.evolve(state, to_event(projection, recorded))
+        if mutated is None and canonical_json(projection.to_json(state)) != before:
+            mutated = recorded.id
+        state = new_state
+    return state_hash(canonical_json(projection.to_json(state))), mutated
+
+
 class ProjectionEngine:
     """Folds plans through projections, with snapshots.
 
@@ -141,13 +253,8 @@ class ProjectionEngine:
         known_at: datetime | None = None,
     ) -> LoadedState[S]:
         """Fold from ``start`` (or the initial state) over ``tail`` or a stream read."""
+        begin, after = starting_point(projection, plan_id, start)
         ranks = projection.tie_rank
-        if start is not None:
-            begin = FoldResult(state=projection.from_json(start.state), folded=start.event_count)
-            after = start.position
-        else:
-            begin = FoldResult(state=projection.initial_state(plan_id))
-            after = None
         if tail is not None:
             events: Iterable[RecordedEvent] = tail
         elif raw is not None:
@@ -162,21 +269,7 @@ class ProjectionEngine:
                 connection=connection,
             )
         result = fold(projection, events, begin, strict=self.strict)
-        skipped_total = sum(result.skipped.values())
-        position = after if result.last is None else StreamPosition.of(result.last, ranks)
-        data = projection.to_json(result.state)
-        return LoadedState(
-            plan_id=plan_id,
-            projection=projection.name,
-            state=result.state,
-            json=data,
-            hash=state_hash(canonical_json(data)),
-            event_count=result.folded + skipped_total,
-            skipped=result.skipped,
-            position=position,
-            from_snapshot=start is not None,
-            tail=result.folded - begin.folded + skipped_total,
-        )
+        return loaded_state(projection, plan_id, result, begin, after, start is not None)
 
     def fold_from_scratch(
         self,
@@ -221,25 +314,14 @@ class ProjectionEngine:
             snapshot, tail = self.store.load_with_tail(
                 plan_id, projection.name, projection.version, ranks, valid_at=as_of
             )
-            usable = snapshot is not None and snapshot.usable_for(
-                projection.name, projection.version
-            )
-            if usable and as_of is not None:
-                # The snapshot covers only events up to its position: valid for
-                # an as-of view that includes that whole prefix.
-                assert snapshot is not None
-                usable = snapshot.position is not None and snapshot.position.occurred_at <= as_of
+            usable = snapshot_usable(snapshot, projection, as_of)
             if usable:
                 loaded = self._fold_stream(projection, plan_id, start=snapshot, tail=tail)
         if loaded is None:
             loaded = self._fold_stream(projection, plan_id, valid_at=as_of, known_at=known_at)
         if (
-            known_at is None
+            should_snapshot(self.snapshot_every, projection, loaded, as_of=as_of, known_at=known_at)
             and use_snapshot
-            and as_of is None
-            and self.snapshot_every is not None
-            and loaded.tail >= self.snapshot_every
-            and not is_asynchronous(projection)
         ):
             self.snapshot(projection, plan_id)
         if loaded.event_count == 0 and self.store.version(plan_id) == 0:
@@ -279,20 +361,7 @@ class ProjectionEngine:
         loaded = self._fold_stream(projection, plan_id, raw=raw, start=snapshot if usable else None)
         if usable and snapshot is not None and loaded.tail == 0:
             return loaded
-        self.store.save_snapshot(
-            raw,
-            Snapshot(
-                plan_id=plan_id,
-                projection=projection.name,
-                projection_version=projection.version,
-                state=loaded.json,
-                state_hash=loaded.hash,
-                event_count=loaded.event_count,
-                position=loaded.position,
-                stale=False,
-                updated_at=datetime.now(UTC),
-            ),
-        )
+        self.store.save_snapshot(raw, snapshot_of(projection, loaded))
         return loaded
 
     def snapshot(
@@ -320,13 +389,9 @@ class ProjectionEngine:
         first = self.fold_from_scratch(projection, plan_id)
         second, mutated = self._fold_watching_inputs(projection, plan_id)
         snapshot = self.store.snapshot_row(plan_id, projection.name)
-        if snapshot is None:
-            status, snap_hash = "missing", None
-        elif snapshot.projection_version != projection.version:
-            status, snap_hash = "other-version", None
-        elif snapshot.stale:
-            status, snap_hash = "stale", None
-        else:
+        status: str | None = snapshot_status(snapshot, projection)
+        snap_hash: str | None = None
+        if status is None:
             via = self._fold_stream(projection, plan_id, start=snapshot)
             snap_hash = via.hash
             status = "ok" if via.hash == first.hash else "differs"
@@ -335,18 +400,9 @@ class ProjectionEngine:
     def _fold_watching_inputs(
         self, projection: Projection[Any], plan_id: UUID
     ) -> tuple[str, UUID | None]:
-        """A fold from scratch that notes the first event whose evolve mutated its input."""
-        state = projection.initial_state(plan_id)
-        mutated: UUID | None = None
-        for recorded in self.store.read(plan_id, tie_rank=projection.tie_rank):
-            if not handles(projection, recorded.event_type):
-                continue
-            before = canonical_json(projection.to_json(state))
-            new_state = projection.evolve(state, to_event(projection, recorded))
-            if mutated is None and canonical_json(projection.to_json(state)) != before:
-                mutated = recorded.id
-            state = new_state
-        return state_hash(canonical_json(projection.to_json(state))), mutated
+        return fold_watching_inputs(
+            projection, plan_id, self.store.read(plan_id, tie_rank=projection.tie_rank)
+        )
 
     def check_deterministic(self, projection: Projection[Any], plan_id: UUID) -> str:
         """Fold twice; return the hash.

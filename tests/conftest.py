@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import cast
 
 import psycopg
 import pytest
@@ -24,6 +25,7 @@ from sqlalchemy.engine import make_url
 from eventsource import EventStore, migrate
 from eventsource.config import make_engine
 from projections.testing import load_profile
+from tests.faces import BlockingAsyncStore
 
 load_profile()  # HYPOTHESIS_PROFILE=dev (default) | ci | nightly
 
@@ -179,9 +181,18 @@ def engine(backend_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-@pytest.fixture
-def store(engine: Engine) -> EventStore:
-    return EventStore(engine)
+@pytest.fixture(params=["sync", "async"])
+def store(request: pytest.FixtureRequest, engine: Engine, backend_url: str) -> Iterator[EventStore]:
+    """The store on each backend, through each face: blocking, and asyncio (``faces``)."""
+    if request.param == "sync":
+        yield EventStore(engine)
+        return
+    face = BlockingAsyncStore(engine, backend_url)
+    try:
+        # Duck-typed: the asyncio face behind the blocking store's methods.
+        yield cast(EventStore, face)
+    finally:
+        face.close()
 
 
 def make_plan(engine: Engine, plan_id: uuid.UUID | None = None) -> tuple[uuid.UUID, uuid.UUID]:

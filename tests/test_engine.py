@@ -20,6 +20,7 @@ from eventsource.transfer import import_file
 from projections.course_designer import CourseDesignerPlanProjection
 from projections.engine import InlineProjections, ProjectionEngine
 from tests.conftest import DATA
+from tests.faces import projection_engine
 
 PROJECTION = CourseDesignerPlanProjection()
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -91,7 +92,8 @@ def fresh_hash(engine: ProjectionEngine, plan_id: uuid.UUID) -> str:
 
 @pytest.fixture
 def engine_(store: EventStore) -> ProjectionEngine:
-    return ProjectionEngine(store, snapshot_every=None)
+    engine: ProjectionEngine = projection_engine(store, snapshot_every=None)
+    return engine
 
 
 def test_schedule_finalized_older_shape_is_ready_to_start(
@@ -219,7 +221,7 @@ def test_snapshot_every_n_events_policy(
     store: EventStore, plan: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
     plan_id, actor = plan
-    engine = ProjectionEngine(store, snapshot_every=3)
+    engine = projection_engine(store, snapshot_every=3)
     store.append(plan_id, workflow(actor)[:2])
     engine.load(PROJECTION, plan_id)
     with store.read_transaction() as conn:
@@ -233,7 +235,7 @@ def test_inline_projection_is_current_after_each_append(
     store: EventStore, plan: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
     plan_id, actor = plan
-    engine = ProjectionEngine(store, snapshot_every=None)
+    engine = projection_engine(store, snapshot_every=None)
     store.hooks.append(InlineProjections(engine, [PROJECTION]))
     for event in workflow(actor):
         store.append(plan_id, [event])
@@ -246,7 +248,7 @@ def test_inline_projection_rolls_back_with_a_failed_append(
     store: EventStore, plan: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
     plan_id, actor = plan
-    engine = ProjectionEngine(store, snapshot_every=None)
+    engine = projection_engine(store, snapshot_every=None)
     store.hooks.append(InlineProjections(engine, [PROJECTION]))
     store.append(plan_id, workflow(actor)[:1])
     with pytest.raises(ConcurrencyConflict):
@@ -267,7 +269,7 @@ def test_concurrent_inline_appends_never_lose_a_snapshot_update(
         from eventsource.config import make_engine
 
         own = EventStore(make_engine(backend_url))
-        own.hooks.append(InlineProjections(ProjectionEngine(own), [PROJECTION]))
+        own.hooks.append(InlineProjections(projection_engine(own), [PROJECTION]))
         try:
             barrier.wait()
             for _ in range(per_writer):
@@ -352,7 +354,7 @@ def test_replay_rebuilds_and_resumes_after_interruption(
     store: EventStore, engine: Engine, batch_size: int
 ) -> None:
     import_file(store, str(DATA / "course_designer_events.jsonl"), create_parents=True)
-    projection_engine = ProjectionEngine(store, snapshot_every=None)
+    rebuilder = projection_engine(store, snapshot_every=None)
     plans = sorted(store.plan_ids())[:20]
     seen: list[int] = []
 
@@ -366,16 +368,16 @@ def test_replay_rebuilds_and_resumes_after_interruption(
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        projection_engine.replay(
+        rebuilder.replay(
             PROJECTION, plans, run="r1", progress=stop_after_ten, batch_size=batch_size
         )
-    assert projection_engine.pending_in_run("r1") == 10
-    report = projection_engine.replay(PROJECTION, plans, run="r1", batch_size=batch_size)
+    assert rebuilder.pending_in_run("r1") == 10
+    report = rebuilder.replay(PROJECTION, plans, run="r1", batch_size=batch_size)
     assert report.skipped_done == 10
     assert report.rebuilt == 10
-    assert projection_engine.pending_in_run("r1") == 0
+    assert rebuilder.pending_in_run("r1") == 0
     for plan_id in plans:
-        assert _snapshot_row(store, plan_id).state_hash == fresh_hash(projection_engine, plan_id)
+        assert _snapshot_row(store, plan_id).state_hash == fresh_hash(rebuilder, plan_id)
 
 
 def test_verify_reports_a_snapshot_that_disagrees_with_its_events(
@@ -400,11 +402,11 @@ def test_verify_reports_a_snapshot_that_disagrees_with_its_events(
 def test_golden_sample_through_the_store_on_each_backend(store: EventStore) -> None:
     import_file(store, str(DATA / "course_designer_events.jsonl"), create_parents=True)
     expected = json.loads((DATA / "course_designer_states.json").read_text())["plans"]
-    projection_engine = ProjectionEngine(store, snapshot_every=None)
-    projection_engine.replay(PROJECTION, list(store.plan_ids()))
+    rebuilder = projection_engine(store, snapshot_every=None)
+    rebuilder.replay(PROJECTION, list(store.plan_ids()))
     actual = {}
     for plan_id in store.plan_ids():
-        loaded = projection_engine.load(PROJECTION, plan_id)
+        loaded = rebuilder.load(PROJECTION, plan_id)
         assert loaded.from_snapshot
         actual[str(plan_id)] = loaded.json
     assert len(actual) == 300
@@ -449,7 +451,7 @@ def test_asynchronous_projection_snapshots_are_written_only_by_workers(
 
     plan_id, actor = plan
     projection = AsyncPlans()
-    engine = ProjectionEngine(store, snapshot_every=1)
+    engine = projection_engine(store, snapshot_every=1)
     with pytest.raises(ConfigurationError, match="asynchronous"):
         InlineProjections(engine, [projection])
     store.append(plan_id, workflow(actor))
