@@ -99,35 +99,58 @@ def run(program: Program[T], raw: Any) -> T:
         return result
 
 
+def _cause(failures: list[BaseException]) -> BaseException | None:
+    """The error that aborted a pipeline (not the "pipeline aborted" of the statements after)."""
+    for failure in failures:
+        if not isinstance(failure, psycopg.errors.PipelineAborted):
+            return failure
+    return failures[0] if failures else None
+
+
 def _run_step(raw: Any, step: Step) -> Any:
     if isinstance(step, Pipeline):
         if isinstance(raw, psycopg.Connection):
-            with raw.pipeline() as pipeline:
-                cursors = []
-                for part in step.steps:
-                    cursor = raw.cursor()
-                    if isinstance(part, Many):
-                        cursor.executemany(part.sql, part.params)
-                    else:
-                        cursor.execute(part.sql, part.params)
-                    cursors.append(cursor)
-                # The error is taken here, inside the block: raised through the
-                # block's exit, psycopg would log the aborted pipeline as well.
-                try:
-                    pipeline.sync()
-                except DRIVER_ERRORS as exc:
-                    failure: BaseException | None = exc
-                else:
-                    failure = None
-                    results = [
-                        None if isinstance(part, Many) else _result(cursor, part.how)
-                        for part, cursor in zip(step.steps, cursors, strict=True)
-                    ]
-            if failure is not None:
-                raise failure
-            return results
+            # No automatic prepared statements inside a pipeline: after a statement
+            # fails there, psycopg can take a skipped PREPARE for done, and every
+            # later use of that statement on the connection then fails.
+            threshold, raw.prepare_threshold = raw.prepare_threshold, None
+            try:
+                return _pipelined(raw, step)
+            finally:
+                raw.prepare_threshold = threshold
         return [_execute(raw, part) for part in step.steps]
     return _execute(raw, step)
+
+
+def _pipelined(raw: psycopg.Connection[Any], step: Pipeline) -> Any:
+    with raw.pipeline() as pipeline:
+        cursors = []
+        # The error is taken here, inside the block: raised through the
+        # block's exit, psycopg would log the aborted pipeline as well.
+        failures: list[BaseException] = []
+        try:
+            for part in step.steps:
+                cursor = raw.cursor()
+                if isinstance(part, Many):
+                    cursor.executemany(part.sql, part.params)
+                else:
+                    cursor.execute(part.sql, part.params)
+                cursors.append(cursor)
+        except DRIVER_ERRORS as exc:
+            failures.append(exc)
+        try:
+            pipeline.sync()
+        except DRIVER_ERRORS as exc:
+            failures.append(exc)
+        failure = _cause(failures)
+        if failure is None:
+            results = [
+                None if isinstance(part, Many) else _result(cursor, part.how)
+                for part, cursor in zip(step.steps, cursors, strict=True)
+            ]
+    if failure is not None:
+        raise failure
+    return results
 
 
 async def _execute_async(conn: Any, step: Query | Many) -> Any:
@@ -177,30 +200,42 @@ async def run_async(program: Program[T], conn: Any) -> T:
 async def _run_step_async(conn: Any, step: Step) -> Any:
     if isinstance(step, Pipeline):
         if isinstance(conn, psycopg.AsyncConnection):
-            async with conn.pipeline() as pipeline:
-                cursors = []
-                for part in step.steps:
-                    cursor = conn.cursor()
-                    if isinstance(part, Many):
-                        await cursor.executemany(part.sql, part.params)
-                    else:
-                        await cursor.execute(part.sql, part.params)
-                    cursors.append(cursor)
-                try:
-                    await pipeline.sync()
-                except DRIVER_ERRORS as exc:
-                    failure: BaseException | None = exc
-                else:
-                    failure = None
-                    results = [
-                        None if isinstance(part, Many) else await _result_async(cursor, part.how)
-                        for part, cursor in zip(step.steps, cursors, strict=True)
-                    ]
-            if failure is not None:
-                raise failure
-            return results
+            threshold, conn.prepare_threshold = conn.prepare_threshold, None  # see _run_step
+            try:
+                return await _pipelined_async(conn, step)
+            finally:
+                conn.prepare_threshold = threshold
         return [await _execute_async(conn, part) for part in step.steps]
     return await _execute_async(conn, step)
+
+
+async def _pipelined_async(conn: psycopg.AsyncConnection[Any], step: Pipeline) -> Any:
+    async with conn.pipeline() as pipeline:
+        cursors = []
+        failures: list[BaseException] = []
+        try:
+            for part in step.steps:
+                cursor = conn.cursor()
+                if isinstance(part, Many):
+                    await cursor.executemany(part.sql, part.params)
+                else:
+                    await cursor.execute(part.sql, part.params)
+                cursors.append(cursor)
+        except DRIVER_ERRORS as exc:
+            failures.append(exc)
+        try:
+            await pipeline.sync()
+        except DRIVER_ERRORS as exc:
+            failures.append(exc)
+        failure = _cause(failures)
+        if failure is None:
+            results = [
+                None if isinstance(part, Many) else await _result_async(cursor, part.how)
+                for part, cursor in zip(step.steps, cursors, strict=True)
+            ]
+    if failure is not None:
+        raise failure
+    return results
 
 
 __all__ = ["Many", "Pipeline", "Program", "Query", "Step", "run", "run_async"]

@@ -181,6 +181,12 @@ def engine(backend_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+@pytest.fixture
+def sync_store(engine: Engine) -> EventStore:
+    """The blocking store only, for tests of blocking machinery (workers, the CLI)."""
+    return EventStore(engine)
+
+
 @pytest.fixture(params=["sync", "async"])
 def store(request: pytest.FixtureRequest, engine: Engine, backend_url: str) -> Iterator[EventStore]:
     """The store on each backend, through each face: blocking, and asyncio (``faces``)."""

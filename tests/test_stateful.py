@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 import pytest
@@ -44,6 +44,7 @@ from projections.testing import EchoProjection, json_objects, live_stream, load_
 from projections.testing.profiles import database_settings
 from projections.typing import Projection
 from tests.conftest import make_plan
+from tests.faces import BlockingAsyncEngine, BlockingAsyncStore
 
 load_profile()
 
@@ -135,17 +136,32 @@ class EngineMachine(RuleBasedStateMachine):
     """One store and engine, two fresh plans per run, and the model of their rows."""
 
     sql: ClassVar[Engine]
+    url: ClassVar[str]
+    face: ClassVar[str] = "sync"
 
     def __init__(self) -> None:
         super().__init__()
-        self.store = PagedStore(self.sql)
-        self.engine = ProjectionEngine(self.store, snapshot_every=None)
+        self.face_store: BlockingAsyncStore | None = None
+        if self.face == "async":
+            # The same rules through the asyncio face: reads in pages of two there too.
+            self.face_store = BlockingAsyncStore(self.sql, self.url, page_size=2)
+            self.store = cast(EventStore, self.face_store)
+            self.engine = cast(
+                ProjectionEngine, BlockingAsyncEngine(self.face_store, snapshot_every=None)
+            )
+        else:
+            self.store = PagedStore(self.sql)
+            self.engine = ProjectionEngine(self.store, snapshot_every=None)
         self.store.hooks.append(InlineProjections(self.engine, [PLAN]))
         self.plans = [make_plan(self.sql) for _ in range(2)]
         self.rows: dict[UUID, RecordedEvent] = {}
         self.ticks: list[tuple[datetime, dict[UUID, RecordedEvent]]] = []
 
     events = Bundle("events")
+
+    def teardown(self) -> None:
+        if self.face_store is not None:
+            self.face_store.close()
 
     # -- the model -------------------------------------------------------------
 
@@ -324,9 +340,14 @@ class EngineMachine(RuleBasedStateMachine):
             assert report.snapshot_status == "ok", report
 
 
-def test_every_state_the_engine_serves_equals_a_fresh_fold(engine: Engine) -> None:
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_every_state_the_engine_serves_equals_a_fresh_fold(
+    engine: Engine, backend_url: str, face: str
+) -> None:
     machine = type(
-        "EngineMachineOn" + engine.dialect.name.title(), (EngineMachine,), {"sql": engine}
+        "EngineMachineOn" + engine.dialect.name.title() + face.title(),
+        (EngineMachine,),
+        {"sql": engine, "url": backend_url, "face": face},
     )
     run_state_machine_as_test(
         machine,

@@ -108,6 +108,12 @@ def live_count(store: EventStore, plan_id: UUID) -> int:
         )
 
 
+@pytest.fixture
+def store(sync_store: EventStore) -> EventStore:
+    """The blocking Worker's tests use the blocking store (AsyncWorker: test_async)."""
+    return sync_store
+
+
 def assert_snapshots_are_fresh_folds(
     store: EventStore, projections: Sequence[Projection[Any]], plan_ids: Sequence[UUID]
 ) -> None:
