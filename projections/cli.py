@@ -33,6 +33,7 @@ from eventsource.jsonl import dumps_row
 from .demo import run_demo
 from .engine import ProjectionEngine
 from .generate import generate_rows
+from .picture import with_picture
 from .registry import discover
 from .typing import Projection
 from .views import format_value, print_changes
@@ -372,4 +373,4 @@ def register(group: click.Group) -> None:
         group.add_command(command)
     timeline = group.commands.get("timeline")
     if timeline is not None:
-        group.add_command(with_changes(timeline))
+        group.add_command(with_picture(with_changes(timeline)))
