@@ -10,6 +10,7 @@ import html
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from importlib import resources
 from typing import Any, Final
 
 _DAY: Final = timedelta(days=1)
@@ -27,6 +28,11 @@ _MONTHS: Final = (
     "Nov",
     "Dec",
 )
+
+
+def asset(name: str) -> str:
+    """A stylesheet or script shipped in ``projections/assets`` (pages inline them)."""
+    return resources.files("projections").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def esc(value: Any) -> str:

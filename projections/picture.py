@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from copy import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final, cast
 from uuid import UUID
@@ -48,6 +47,7 @@ from eventsource.typing import ProjectionStore
 
 from .drawing import (
     TimeScale,
+    asset,
     day_end,
     day_start,
     esc,
@@ -762,10 +762,6 @@ _LANE_LABELS: Final[Mapping[str, tuple[str, str]]] = {
 }
 
 
-def _asset(name: str) -> str:
-    return resources.files("projections").joinpath("assets", name).read_text(encoding="utf-8")
-
-
 def plan_name(state: Mapping[str, Any]) -> str:
     name = state.get("name")
     return name if isinstance(name, str) and name else "(unnamed plan)"
@@ -805,7 +801,7 @@ def _chart(picture: PlanPicture, *, standalone: bool) -> tuple[str, _Layout]:
         "table lists the same events as text.</desc>"
     )
     if standalone:
-        out.append(f"<style>{_asset('chart.css')}</style>")
+        out.append(f"<style>{asset('chart.css')}</style>")
     out.append(f"<defs>{_SYMBOLS}</defs>")
     if standalone:
         out.append(
@@ -1071,7 +1067,7 @@ def render_html(picture: PlanPicture) -> str:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(name)}: plan timeline</title>"
-        f"<style>{_asset('chart.css')}{_asset('plan.css')}</style></head><body>"
+        f"<style>{asset('chart.css')}{asset('plan.css')}</style></head><body>"
         '<header class="plan-head">'
         f'<h1 id="plan-name">{esc(name)}</h1>'
         f'<p class="facts"><span class="badge status-{esc(status)}" id="plan-status">'
@@ -1114,7 +1110,7 @@ def render_html(picture: PlanPicture) -> str:
         f"<tbody>{_event_rows(picture)}</tbody></table></section>"
         f'<script type="application/json" id="travel-data">'
         f"{_script_json(travel_data(picture, layout))}</script>"
-        f"<script>{_asset('plan.js')}</script></body></html>"
+        f"<script>{asset('plan.js')}</script></body></html>"
     )
 
 
