@@ -511,8 +511,10 @@ def _status_text(stage: Mapping[str, Any], present: datetime) -> str:
     return f"{status} · {late}" if late else status
 
 
-def view_fragment(picture: PlanPicture, layout: _Layout, view: View) -> str:
-    """The parts of the chart that depend on the view: bars, stage status, time lines."""
+def view_pieces(picture: PlanPicture, layout: _Layout, view: View) -> list[str]:
+    """The parts of the chart that depend on the view: each stage's bars and status, and
+    each time line. Pieces, because most of them recur from view to view (the page
+    stores each once)."""
     scale = layout.scale
     present = view.present or picture.now
     parts: list[str] = []
@@ -523,8 +525,9 @@ def view_fragment(picture: PlanPicture, layout: _Layout, view: View) -> str:
         if not isinstance(stage, dict) or stage.get("stage") not in STAGES:
             continue
         name = str(stage["stage"])
+        piece: list[str] = []
         top, _ = layout.lane(name)
-        parts.append(
+        piece.append(
             f'<text class="stage-status" x="12" y="{num(top + 33)}" {_SMALL}>'
             f"{esc(_status_text(stage, present))}</text>"
         )
@@ -533,7 +536,7 @@ def view_fragment(picture: PlanPicture, layout: _Layout, view: View) -> str:
         if baseline is not None:
             old_start, old_end = baseline[0] or starts, baseline[1] or ends
             if (old_start, old_end) != (starts, ends):
-                parts.append(
+                piece.append(
                     _bar(
                         "baseline",
                         scale.x(day_start(parse_day(old_start))),
@@ -544,7 +547,7 @@ def view_fragment(picture: PlanPicture, layout: _Layout, view: View) -> str:
                     )
                 )
         x0, x1 = scale.x(day_start(parse_day(starts))), scale.x(day_end(parse_day(ends)))
-        parts.append(
+        piece.append(
             _bar(
                 "bar planned",
                 x0,
@@ -558,7 +561,7 @@ def view_fragment(picture: PlanPicture, layout: _Layout, view: View) -> str:
         )
         for extension in extensions.get(name, ()):
             months = f" by {extension.months} months" if extension.months else ""
-            parts.append(
+            piece.append(
                 _bar(
                     "extension",
                     scale.x(day_end(parse_day(extension.before))),
@@ -577,7 +580,7 @@ def view_fragment(picture: PlanPicture, layout: _Layout, view: View) -> str:
             state = "done" if isinstance(completed, str) else "open"
             ax0, ax1 = scale.x(begin), scale.x(max(finish, begin))
             until = short_time(finish) if isinstance(completed, str) else "in progress"
-            parts.append(
+            piece.append(
                 _bar(
                     f"bar actual {state}",
                     ax0,
@@ -591,7 +594,7 @@ def view_fragment(picture: PlanPicture, layout: _Layout, view: View) -> str:
             )
             late = lateness(stage, present)
             if late and finish > day_end(parse_day(ends)):
-                parts.append(
+                piece.append(
                     _bar(
                         f"overrun {late}",
                         max(ax0, x1),
@@ -601,6 +604,7 @@ def view_fragment(picture: PlanPicture, layout: _Layout, view: View) -> str:
                         title=f"{name} {late}: past its planned end {ends}",
                     )
                 )
+        parts.append("".join(piece))
     lines = ((view.known_at, "known at", "known-line", 12), (view.as_of, "as of", "asof-line", 25))
     for when, label, classes, dy in lines:
         if when is None:
@@ -612,7 +616,7 @@ def view_fragment(picture: PlanPicture, layout: _Layout, view: View) -> str:
             f'y="{num(layout.height + dy)}">{esc(label)}</text>'
             f"<title>{esc(label)} {esc(format_timestamp(when))}</title></g>"
         )
-    return "".join(parts)
+    return parts
 
 
 def _marker(
@@ -837,7 +841,7 @@ def _chart(picture: PlanPicture, *, standalone: bool) -> tuple[str, _Layout]:
             f"{esc(tick.label)}</text>"
         )
     out.append("</g>")
-    out.append(f'<g class="view" id="view">{view_fragment(picture, layout, view)}</g>')
+    out.append(f'<g class="view" id="view">{"".join(view_pieces(picture, layout, view))}</g>')
     now_x = scale.x(picture.now)
     out.append(
         f'<g class="now"><line class="now-line" x1="{num(now_x)}" x2="{num(now_x)}" '
@@ -909,7 +913,7 @@ def _head(view: View) -> list[Any]:
         state.get("status"),
         state.get("active_stage") or "none",
         view.event_count,
-        view.hash[:12],
+        view.hash,
     ]
 
 
@@ -993,11 +997,11 @@ def _micros(when: datetime) -> int:
 
 def travel_data(picture: PlanPicture, layout: _Layout) -> dict[str, Any]:
     """What the page's script switches between: each view drawn, deduplicated."""
-    frags: dict[str, int] = {}
+    pieces: dict[str, int] = {}
     tables: dict[str, int] = {}
     heads: dict[str, int] = {}
     marks: dict[str, int] = {}
-    combos: dict[tuple[int, int, int, int], int] = {}
+    combos: dict[tuple[tuple[int, ...], int, int, int], int] = {}
     grid = []
 
     def intern(table: dict[str, int], value: str) -> int:
@@ -1007,7 +1011,7 @@ def travel_data(picture: PlanPicture, layout: _Layout) -> dict[str, Any]:
         for v in range(len(picture.valid_axis)):
             view = picture.views[(k, v)]
             combo = (
-                intern(frags, view_fragment(picture, layout, view)),
+                tuple(intern(pieces, p) for p in view_pieces(picture, layout, view)),
                 intern(tables, _stage_table(picture, view)),
                 intern(heads, orjson.dumps(_head(view)).decode()),
                 intern(marks, view.marks),
@@ -1020,7 +1024,7 @@ def travel_data(picture: PlanPicture, layout: _Layout) -> dict[str, Any]:
         "recordUs": [None if t is None else _micros(t) for t in picture.record_axis],
         "grid": grid,
         "views": list(combos),
-        "frags": list(frags),
+        "pieces": list(pieces),
         "tables": list(tables),
         "heads": [orjson.loads(h) for h in heads],
         "marks": list(marks),
@@ -1073,7 +1077,7 @@ def render_html(picture: PlanPicture) -> str:
         f'<p class="facts"><span class="badge status-{esc(status)}" id="plan-status">'
         f'{esc(status)}</span> active stage <b id="plan-active">{esc(active)}</b>'
         f' · <span id="plan-events">{count}</span> events folded'
-        f' · state <code id="plan-hash">{esc(digest)}</code></p>'
+        f' · state <code id="plan-hash" title="{esc(digest)}">{esc(digest[:12])}</code></p>'
         f'<p class="meta">plan <code>{picture.plan_id}</code> · {esc(picture.projection)} '
         f"v{picture.projection_version} · {len(picture.events)} events stored · drawn "
         f"{esc(short_time(picture.now))}</p>"

@@ -53,7 +53,7 @@
     asofLabel.textContent = asofText;
     if (id !== shown) {
       shown = id;
-      viewGroup.innerHTML = data.frags[combo[0]];
+      viewGroup.innerHTML = combo[0].map(function (i) { return data.pieces[i]; }).join("");
       document.getElementById("stage-table").innerHTML = data.tables[combo[1]];
       var head = data.heads[combo[2]];
       document.getElementById("plan-name").textContent = head[0];
@@ -62,7 +62,9 @@
       status.className = "badge status-" + head[1];
       document.getElementById("plan-active").textContent = head[2];
       document.getElementById("plan-events").textContent = head[3];
-      document.getElementById("plan-hash").textContent = head[4];
+      var hash = document.getElementById("plan-hash");
+      hash.textContent = head[4].slice(0, 12);
+      hash.title = head[4];
       var marks = data.marks[combo[3]];
       for (var i = 0; i < markers.length; i++) {
         var mark = marks.charAt(i);
@@ -95,6 +97,8 @@
       if (i > 0) { params[decodeURIComponent(part.slice(0, i))] = decodeURIComponent(part.slice(i + 1)); }
     });
     show(pick(data.recordUs, params.known_at), pick(data.validUs, params.as_of), false);
+    var marker = params.event && svg.querySelector('[data-event-id="' + params.event + '"]');
+    if (marker) { marker.focus(); }
   }
 
   known.addEventListener("input", function () { show(+known.value, +asof.value, true); });
@@ -103,7 +107,7 @@
     show(data.record.length - 1, nValid - 1, true);
   });
   window.addEventListener("hashchange", function () {
-    if (/known_at=|as_of=/.test(location.hash)) { fromAddress(); }
+    if (/known_at=|as_of=|event=/.test(location.hash)) { fromAddress(); }
   });
 
   // Details on hover or keyboard focus, from the marker's row in the events table.
@@ -131,6 +135,7 @@
     });
     details.innerHTML = "";
     details.appendChild(list);
+    details.setAttribute("data-event-id", marker.getAttribute("data-event-id"));
     details.hidden = false;
     var box = marker.getBoundingClientRect();
     var width = details.offsetWidth, height = details.offsetHeight;
