@@ -8,8 +8,9 @@ before changing anything here:
 Every state the page can show is the engine's own answer, computed when the page is
 written: ``ProjectionEngine.load(projection, plan, as_of=T, known_at=K)`` for each pair
 of a valid time T and a record time K, the same call ``state --as-of T --known-at K``
-makes. The page's script only switches between those pre-drawn pictures; it folds
-nothing and compares no timestamps of its own, so the picture and ``state`` agree.
+makes. The page's script only switches between those pre-drawn pictures (and maps a
+time named in its address to a position); it folds nothing, so the picture and
+``state`` agree.
 
 Which times: a plan's state changes in valid time only at an ``occurred_at`` of one
 of its events, and in record time only where something was recorded (``created_at``)
@@ -17,10 +18,12 @@ or retracted or restored (``deleted_at``, and the store's retraction history). B
 two such instants it is constant, so those instants are all the page needs: the
 valid-time axis is every distinct ``occurred_at`` (deleted events included) and
 "latest", the record-time axis every distinct ``created_at``/``deleted_at``/restore
-time and "now". Each axis keeps at most :data:`MAX_AXIS_POINTS` of them and the pair
-of axes at most :data:`MAX_VIEWS` combinations; a plan with more keeps evenly spaced
-ones (the first, the last, and "now"/"latest" always) and the page says so. A time
-asked for in the page's address (``#known_at=...&as_of=...``) shows the state at the
+time and "now", each after a first position a microsecond before its first instant
+(the plan before anything happened, or before anything was recorded). Each axis
+keeps at most :data:`MAX_AXIS_POINTS` of them and the pair of axes at most
+:data:`MAX_VIEWS` combinations; a plan with more keeps evenly spaced ones (the first,
+the last, and "now"/"latest" always) and the page says so. A time asked for in the
+page's address (``#known_at=...&as_of=...``) shows the state at the
 latest kept instant at or before it, and the labels name that instant.
 """
 
@@ -66,6 +69,7 @@ MAX_AXIS_POINTS: Final = 200
 """Instants kept on each time axis of the page's time-travel control."""
 MAX_VIEWS: Final = 1000
 """(as of, known at) pairs the page holds a picture for."""
+_BEFORE: Final = timedelta(microseconds=1)
 BACKFILL_AFTER: Final = timedelta(seconds=1)
 """An event recorded this much later than it occurred is flagged as backfilled."""
 
@@ -180,11 +184,12 @@ def time_axes(
     max_points: int = MAX_AXIS_POINTS,
     max_views: int = MAX_VIEWS,
 ) -> tuple[list[datetime], list[datetime]]:
-    """The valid-time and record-time instants the page offers (without "latest"/"now")."""
+    """The valid-time and record-time instants where the plan's state can change, as many
+    as the page keeps (it adds a "before" position to each axis, and "latest"/"now")."""
     valid = sorted({row.occurred_at for row in rows})
     record = sorted(record_instants(rows, restores))
     valid, record = _thin(valid, max_points), _thin(record, max_points)
-    while (len(valid) + 1) * (len(record) + 1) > max_views:
+    while (len(valid) + 2) * (len(record) + 2) > max_views:  # with "before" and "now"
         if len(valid) >= len(record):
             valid = _thin(valid, max(1, int(len(valid) * 0.8)))
         else:
@@ -268,8 +273,8 @@ def build_picture(
     valid_total = len({row.occurred_at for row in rows})
     record_total = len(record_instants(rows, restores))
     engine = ProjectionEngine(store, snapshot_every=None)
-    record_axis: list[datetime | None] = [*record, None]
-    valid_axis: list[datetime | None] = [*valid, None]
+    record_axis: list[datetime | None] = [record[0] - _BEFORE, *record, None]
+    valid_axis: list[datetime | None] = [valid[0] - _BEFORE, *valid, None]
     index_of = {row.id: i for i, row in enumerate(rows)}
     last_changes: dict[UUID, tuple[tuple[FieldChange, ...], datetime | None]] = {}
     views: dict[tuple[int, int], View] = {}

@@ -21,7 +21,7 @@ from eventsource import EventStore, NewEvent, RecordedEvent
 from eventsource.config import make_engine
 from eventsource.transfer import import_events
 from projections import ProjectionEngine, canonical_json, discover, state_hash
-from projections.picture import MAX_AXIS_POINTS, MAX_VIEWS, time_axes
+from projections.picture import MAX_AXIS_POINTS, MAX_VIEWS, build_picture, render_html, time_axes
 from tests.conftest import DATA
 
 FIXTURE = DATA / "course_designer_events.jsonl"
@@ -160,7 +160,7 @@ def test_every_embedded_state_is_the_engines_state_for_that_time(
     ok("timeline", PLAN, "--html", str(page), "--database-url", sample_db)
     data = travel(page.read_text())
     rows = fixture_rows(PLAN)
-    assert len(data["valid"]) == len({r["occurred_at"] for r in rows}) + 1
+    assert len(data["valid"]) == len({r["occurred_at"] for r in rows}) + 2  # before, latest
     assert data["valid"][-1] is None
     assert data["record"][-1] is None
     store = EventStore(make_engine(sample_db))
@@ -224,12 +224,12 @@ def test_marks_follow_record_time_for_a_deleted_then_restored_event(tmp_path: Pa
     ok("timeline", plan, "--html", str(page), "--database-url", url)
     data = travel(page.read_text())
     index = data["events"].index(event_id)
-    # Record times: created, the reminder, the delete, the restore, then "now".
-    assert len(data["record"]) == 5
+    # Record times: before, created, the reminder, the delete, the restore, then "now".
+    assert len(data["record"]) == 6
     latest = len(data["valid"]) - 1
-    views = [data["views"][data["grid"][k * len(data["valid"]) + latest]] for k in range(5)]
+    views = [data["views"][data["grid"][k * len(data["valid"]) + latest]] for k in range(6)]
     marks = [data["marks"][view[3]] for view in views]
-    assert [m[index] for m in marks] == ["l", "l", "x", "l", "l"]
+    assert [m[index] for m in marks] == ["u", "l", "l", "x", "l", "l"]
     markers = {a["data-event-id"]: a for _, a in elements(page.read_text()) if "data-event-id" in a}
     assert "data-deleted" not in markers[event_id]
     # The reminder is a type the projection skips: drawn, set apart.
@@ -258,7 +258,7 @@ def test_time_axes_stay_bounded_and_keep_the_ends() -> None:
     valid, record = time_axes(rows, [])
     assert len(valid) <= MAX_AXIS_POINTS
     assert len(record) <= MAX_AXIS_POINTS
-    assert (len(valid) + 1) * (len(record) + 1) <= MAX_VIEWS
+    assert (len(valid) + 2) * (len(record) + 2) <= MAX_VIEWS
     assert valid[0] == rows[0].occurred_at
     assert valid[-1] == rows[-1].occurred_at
     assert record[0] == rows[0].created_at
@@ -406,3 +406,34 @@ def test_report_status_filter_and_pages(sample_db: str, tmp_path: Path) -> None:
     bad = cli("report", "--html", str(page), "--status", "finished", "--database-url", sample_db)
     assert bad.returncode == 2
     assert "finished" in bad.stderr
+
+
+def test_picture_on_every_backend_follows_deletes_and_restores(store: EventStore) -> None:
+    """The picture reads the store's retraction history on SQLite and PostgreSQL alike."""
+    rows = fixture_rows(PLAN)
+    import_events(store, [json.dumps(row) for row in rows], create_parents=True)
+    live = [row["id"] for row in rows if row["deleted_at"] is None]
+    restored = live[-1]
+    assert store.soft_delete(restored)
+    assert store.restore(restored)
+    projection = discover().get_projection(None)
+    now = datetime(2027, 1, 1, tzinfo=UTC)
+    picture = build_picture(store, projection, UUID(PLAN), now=now)
+    assert picture.now == now
+    assert (
+        len(picture.record_axis)
+        == len({r["created_at"] for r in rows} | {r["deleted_at"] for r in rows if r["deleted_at"]})
+        + 4
+    )  # before, the delete, the restore, "now"
+    engine = ProjectionEngine(store, snapshot_every=None)
+    index = [str(entry.event.id) for entry in picture.events].index(restored)
+    latest = len(picture.valid_axis) - 1
+    marks = [picture.views[(k, latest)].marks[index] for k in range(len(picture.record_axis))]
+    assert marks[-3:] == ["x", "l", "l"]
+    for (k, v), view in picture.views.items():
+        loaded = engine.load(
+            projection, UUID(PLAN), as_of=picture.valid_axis[v], known_at=picture.record_axis[k]
+        )
+        assert view.hash == loaded.hash
+    page = render_html(picture)
+    assert page.count('data-bar="planned"') == len(picture.current.state["stages"])
