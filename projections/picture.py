@@ -30,6 +30,7 @@ latest kept instant at or before it, and the labels name that instant.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from copy import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -1127,10 +1128,20 @@ def render_html(picture: PlanPicture) -> str:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all (a half-written page is worse)."""
+    """Write ``text`` to ``path`` whole or not at all (a half-written page is worse).
+
+    Raises:
+        click.FileError: the file cannot be written (one line, with the reason).
+    """
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8", newline="\n")
-    partial.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text, encoding="utf-8", newline="\n")
+        partial.replace(path)
+    except OSError as exc:
+        with suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise click.FileError(str(path), hint=exc.strerror or str(exc)) from exc
 
 
 _PICTURE_OPTIONS: Final = (

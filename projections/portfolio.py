@@ -240,6 +240,14 @@ def report(
     Overdue stages are highlighted; each row links to the plan's own page with
     --pages or --link.
     """
+    if link is not None:
+        try:
+            link.format(plan_id=UUID(int=0))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise click.BadParameter(
+                f"{link!r} is not a link template; write {{plan_id}} where the plan's id goes",
+                param_hint="--link",
+            ) from exc
     store = open_store(database_url)
     now = datetime.now(UTC)
     total = sum(1 for _ in store.plan_ids())

@@ -437,3 +437,23 @@ def test_picture_on_every_backend_follows_deletes_and_restores(store: EventStore
         assert view.hash == loaded.hash
     page = render_html(picture)
     assert page.count('data-bar="planned"') == len(picture.current.state["stages"])
+
+
+def test_files_that_cannot_be_written_and_bad_links_are_one_line(
+    sample_db: str, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = cli("timeline", PLAN, "--svg", str(blocker / "x.svg"), "--database-url", sample_db)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "x.svg" in result.stderr
+    nested = tmp_path / "new" / "folder" / "plan.svg"
+    ok("timeline", PLAN, "--svg", str(nested), "--database-url", sample_db)
+    assert nested.read_text().startswith("<svg")
+    bad = cli(
+        "report", "--html", str(tmp_path / "r.html"), "--link", "{id}", "--database-url", sample_db
+    )
+    assert bad.returncode == 2
+    assert "{plan_id}" in bad.stderr
+    assert not (tmp_path / "r.html").exists()
