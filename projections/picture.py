@@ -106,7 +106,9 @@ class View:
 
     @property
     def present(self) -> datetime | None:
-        """The view's "now", if earlier than the page's: in-progress bars end there."""
+        """The view's "now", the earlier of its two times (None: the page's now).
+
+        In-progress stages are drawn up to it: as far as the view knows, no further."""
         times = [t for t in (self.as_of, self.known_at) if t is not None]
         return min(times) if times else None
 
@@ -137,6 +139,8 @@ class EventEntry:
 
 @dataclass(frozen=True)
 class PlanPicture:
+    """Everything a plan's page shows, computed before anything is drawn."""
+
     plan_id: UUID
     projection: str
     projection_version: int
@@ -522,7 +526,7 @@ def view_pieces(picture: PlanPicture, layout: _Layout, view: View) -> list[str]:
     each time line. Pieces, because most of them recur from view to view (the page
     stores each once)."""
     scale = layout.scale
-    present = view.present or picture.now
+    present = min(view.present or picture.now, picture.now)
     parts: list[str] = []
     extensions: dict[str, list[Extension]] = {}
     for extension in view.extensions:
@@ -872,7 +876,7 @@ def _stage_table(picture: PlanPicture, view: View) -> str:
     stages = [s for s in view.state.get("stages") or () if isinstance(s, dict)]
     if not stages:
         return '<p class="empty">No schedule yet: the plan has no stages in this state.</p>'
-    present = view.present or picture.now
+    present = min(view.present or picture.now, picture.now)
     extended: dict[str, list[Extension]] = {}
     for extension in view.extensions:
         extended.setdefault(extension.stage, []).append(extension)
