@@ -33,6 +33,8 @@ from eventsource.jsonl import dumps_row
 from .demo import run_demo
 from .engine import ProjectionEngine
 from .generate import generate_rows
+from .picture import with_picture
+from .portfolio import report
 from .registry import discover
 from .typing import Projection
 from .views import format_value, print_changes
@@ -368,8 +370,8 @@ def with_changes(timeline: click.Command) -> click.Command:
 
 def register(group: click.Group) -> None:
     """Add the projection commands to ``group`` (the ``eventsource.commands`` entry point)."""
-    for command in (state, replay, verify, worker, reconcile, generate, demo):
+    for command in (state, replay, verify, worker, reconcile, generate, demo, report):
         group.add_command(command)
     timeline = group.commands.get("timeline")
     if timeline is not None:
-        group.add_command(with_changes(timeline))
+        group.add_command(with_picture(with_changes(timeline)))

@@ -17,6 +17,7 @@ from eventsource.transfer import import_events
 
 from .engine import ProjectionEngine
 from .generate import generate_rows
+from .picture import write_demo_picture
 from .registry import discover
 from .views import print_changes
 
@@ -71,6 +72,7 @@ def demo_report(store: EventStore, console: Console) -> None:
     plan_id = richest[1]
     console.print(f"[bold]4. timeline with changes[/] of plan {plan_id}:")
     print_changes(store, plan_id, projection, "table", 20)
+    write_demo_picture(store, plan_id, console)
     console.print(
         "next: eventsource state " + str(plan_id) + " --format json   |   "
         "eventsource timeline " + str(plan_id) + "   |   eventsource verify"

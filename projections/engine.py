@@ -476,12 +476,23 @@ class ProjectionEngine:
     # -- history -------------------------------------------------------------
 
     def changes(
-        self, projection: Projection[Any], plan_id: UUID
+        self,
+        projection: Projection[Any],
+        plan_id: UUID,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
     ) -> Iterator[tuple[RecordedEvent, list[FieldChange]]]:
-        """Each live event with what it changed in the state, oldest first."""
+        """Each live event with what it changed in the state, oldest first.
+
+        ``as_of`` and ``known_at`` choose the stream as :meth:`load` reads it.
+        """
         state = projection.initial_state(plan_id)
         before = projection.to_json(state)
-        for event in self.store.read(plan_id, tie_rank=projection.tie_rank):
+        events = self.store.read(
+            plan_id, tie_rank=projection.tie_rank, valid_at=as_of, known_at=known_at
+        )
+        for event in events:
             result = fold(projection, [event], FoldResult(state=state), strict=False)
             state = result.state
             after = projection.to_json(state)
