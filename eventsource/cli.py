@@ -497,7 +497,7 @@ def import_(database_url: str | None, file: str, create_parents: bool) -> None:
     on_interrupt("nothing was imported (an import is all or nothing); rerun it")
     store = open_store(database_url)
     with open_source(file) as source, progress_display() as display:
-        advance = display.task(f"reading {source.label}", source.size, unit="bytes")
+        advance = display.task(f"reading {Path(source.label).name}", source.size, unit="bytes")
         result = import_events(
             store,
             source_lines(source, advance),

@@ -27,6 +27,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
+DESCRIPTION_ROOM = 52
+"""Columns the bar, counts and times take; the description gets the rest."""
+
 Advance = Callable[[int], None]
 """Called with how many units (plans, events, bytes) were just done."""
 
@@ -42,13 +45,22 @@ class _CountColumn(ProgressColumn):
         if not unit:
             return Text("")
         if unit == "bytes":
-            done = decimal(int(task.completed))
-            text = done if task.total is None else f"{done}/{decimal(int(task.total))}"
+            text = _bytes(task.completed, task.total)
         elif task.total is None:
             text = f"{int(task.completed):,} {unit}".rstrip()
         else:
             text = f"{int(task.completed):,}/{int(task.total):,} {unit}".rstrip()
         return Text(text, style="progress.download")
+
+
+def _bytes(completed: float, total: float | None) -> str:
+    """``4.2/21.1 MB``: both in the total's unit (``decimal`` would repeat it)."""
+    if total is None:
+        return decimal(int(completed))
+    for size, suffix in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if total >= size:
+            return f"{completed / size:.1f}/{total / size:.1f} {suffix}"
+    return f"{int(completed)}/{int(total)} bytes"
 
 
 class _EtaColumn(ProgressColumn):
@@ -85,6 +97,9 @@ class Display:
         in the bar but not in the rate, so the ETA stays right.
         """
         self.finish()
+        room = max(12, self._progress.console.width - DESCRIPTION_ROOM)
+        if len(description) > room:
+            description = description[: room - 1] + "…"
         task = self._progress.add_task(description, total=total, unit=unit, completed=completed)
         self._current = task
         progress = self._progress
@@ -114,7 +129,7 @@ def progress_display(console: Console | None = None) -> Iterator[Display]:
     with Progress(
         SpinnerColumn(finished_text="✓"),
         TextColumn("{task.description}"),
-        BarColumn(bar_width=None),
+        BarColumn(bar_width=16),
         _CountColumn(),
         TimeElapsedColumn(),
         _EtaColumn(),
