@@ -34,7 +34,6 @@ from uuid import UUID
 
 import click
 import orjson
-from rich.table import Table
 
 from . import migrate as migrations
 from .config import resolve_url
@@ -52,7 +51,7 @@ from .failures import (
     is_broken_pipe,
     one_line,
 )
-from .jsonl import dumps_row, event_to_row, format_timestamp
+from .jsonl import dumps_row, event_to_row
 from .outputs import output
 from .progress import progress_bar, progress_display, stderr
 from .render import event_blocks, terminal_width
@@ -190,6 +189,9 @@ class Group(click.Group):
             return EXIT_INTERRUPTED
         if not isinstance(exc, Exception):
             raise exc
+        if isinstance(exc, click.exceptions.NoArgsIsHelpError) and exc.ctx is not None:
+            click.echo(exc.ctx.get_help())  # no command at all: show what there is
+            return EXIT_OK
         if self.debug:
             traceback.print_exception(exc, file=sys.stderr)
         if isinstance(exc, click.UsageError):
@@ -374,32 +376,6 @@ def event_json(event: RecordedEvent) -> dict[str, Any]:
 
 def emit_json(data: Any) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
-
-
-def events_table(title: str, rows: list[RecordedEvent], *, audit: bool = False) -> Table:
-    """Events as a rich table (wide terminals; the commands print :func:`event_blocks`)."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("occurred_at", no_wrap=True)
-    if audit:
-        table.add_column("created_at", no_wrap=True)
-        table.add_column("deleted_at", no_wrap=True)
-    table.add_column("event_type", no_wrap=True)
-    table.add_column("stage", no_wrap=True)
-    table.add_column("actor", no_wrap=True)
-    table.add_column("payload", overflow="fold")
-    for event in rows:
-        cells = [format_timestamp(event.occurred_at)]
-        if audit:
-            cells.append(format_timestamp(event.created_at))
-            cells.append("" if event.deleted_at is None else format_timestamp(event.deleted_at))
-        cells += [
-            event.event_type,
-            event.stage or "",
-            "system" if event.actor_user_id is None else str(event.actor_user_id)[:8],
-            orjson.dumps(event.payload, option=orjson.OPT_SORT_KEYS).decode(),
-        ]
-        table.add_row(*cells)
-    return table
 
 
 def print_events(title: str, events: Sequence[RecordedEvent], *, audit: bool = False) -> None:

@@ -189,3 +189,42 @@ def test_the_demos_hints_use_the_command_as_it_was_run(tmp_path: Path) -> None:
     hints = result.stdout.split("next:", 1)[1].split()
     assert hints[:2] == [program.split()[0], "-m"]
     assert f"{program} verify" in result.stdout
+
+
+def installed_script() -> Path:
+    script = Path(sys.executable).parent / "eventsource"
+    if not script.exists():
+        pytest.skip("the eventsource script is not installed beside this Python")
+    return script
+
+
+def test_shell_completion_offers_commands_and_options() -> None:
+    script = installed_script()
+
+    def complete(words: str, cword: int) -> list[str]:
+        env = cli_env(_EVENTSOURCE_COMPLETE="bash_complete", COMP_WORDS=words)
+        env["COMP_CWORD"] = str(cword)
+        result = subprocess.run(
+            [str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return [line.split(",", 1)[1] for line in result.stdout.splitlines()]
+
+    assert {"state", "status"} <= set(complete("eventsource sta", 1))
+    assert "--changes" in complete("eventsource timeline --ch", 2)
+    source = subprocess.run(
+        [str(script)],
+        env=cli_env(_EVENTSOURCE_COMPLETE="bash_source"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "complete -o nosort -F _eventsource_completion eventsource" in source.stdout
+
+
+def test_no_command_at_all_prints_the_help() -> None:
+    result = run_cli()
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: ")
+    assert "Exit codes: 0 done, 1 failed" in result.stdout
