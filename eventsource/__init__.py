@@ -10,6 +10,7 @@ from .errors import (
     ConfigurationError,
     EventSourceError,
     IdempotencyConflict,
+    InvalidEventPayload,
     InvalidInput,
     NonDeterministicProjection,
     PermissionDenied,
@@ -22,6 +23,7 @@ from .errors import (
 from .events import STAGES, NewEvent, RecordedEvent
 from .feed import ChangeFeedStore
 from .hooks import WriteHook, WriteNotice
+from .parents import create_plan, create_user
 from .positions import StreamPosition, TimelineCursor, TimelinePage
 from .snapshots import Snapshot, SnapshotStore
 from .store import EventStore
@@ -43,6 +45,7 @@ __all__ = [
     "EventStore",
     "ExpectedVersion",
     "IdempotencyConflict",
+    "InvalidEventPayload",
     "InvalidInput",
     "NewEvent",
     "NonDeterministicProjection",
@@ -62,6 +65,8 @@ __all__ = [
     "UnknownReference",
     "WriteHook",
     "WriteNotice",
+    "create_plan",
+    "create_user",
     "make_engine",
     "resolve_url",
 ]

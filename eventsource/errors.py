@@ -144,3 +144,22 @@ class ConfigurationError(EventSourceError, ValueError):
 
 class DuplicateProjection(ConfigurationError):
     """Two projections were registered under one name."""
+
+
+class UnusableFile(EventSourceError, OSError):
+    """A file a command reads or writes cannot be used: missing, unreadable, on a full
+    disk, in a directory that does not exist, ...; the message names the file and the
+    operating system's reason.
+
+    Attributes:
+        path: the file, when there is one (None for stdin and stdout).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class RefusedOutput(UnusableFile):
+    """An output path that is not a regular file (a symbolic link, a device, a
+    directory): it is never replaced; write to stdout and redirect instead."""

@@ -1,7 +1,9 @@
 """Import and export of the JSONL exchange format (``eventsource.jsonl``).
 
 An import is one transaction: it streams the file in chunks, and a bad line (or
-any failure) rolls back everything, naming the line. Ids, timestamps and
+any failure) rolls back everything, naming the line. The input is read once, as it
+arrives, so it may be a pipe, stdin (``-``) or a process substitution
+(``<(zcat log.gz)``): nothing counts or rewinds it first. Ids, timestamps and
 ``deleted_at`` are kept exactly. Rows already stored with the same content are
 skipped, so importing a file twice changes nothing. On PostgreSQL new rows go in
 with ``COPY``; the import holds ``SHARE ROW EXCLUSIVE`` on the event table so no
@@ -11,16 +13,20 @@ append can interleave with it (plan-level locks would not scale to a whole file)
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
+import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC
-from typing import IO, Any, Final
+from typing import IO, Any, BinaryIO, Final
 from uuid import UUID, uuid5
 
 import orjson
 from sqlalchemy import Connection, func, select, update
 
-from .errors import IdempotencyConflict, InvalidInput, UnknownReference
+from .errors import IdempotencyConflict, InvalidInput, UnknownReference, UnusableFile
 from .events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     IMMUTABLE_FIELDS,
@@ -31,6 +37,7 @@ from .events import (
     validate_payload,
     validate_stage,
 )
+from .failures import describe_os_error
 from .hooks import WriteNotice
 from .jsonl import dumps_row, event_to_row, row_to_event
 from .store import EventStore
@@ -41,6 +48,12 @@ SYSTEM_USER_NAMESPACE: Final = UUID("5b0a4a3e-6f0f-4f5e-9a55-0c4c1f8a9d10")
 
 Progress = Callable[[int], None]
 """Called with the number of lines (or rows) just processed."""
+
+Phase = Callable[[str, int | None], Progress]
+"""Called as an import enters a phase after reading (``"recording changes"`` with
+the number of plans, then ``"committing"``); returns that phase's progress."""
+
+STDIN: Final = "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +269,13 @@ def import_events(
     *,
     create_parents: bool = False,
     progress: Progress | None = None,
+    phase: Phase | None = None,
 ) -> ImportResult:
     """Import JSONL lines in one transaction (all or nothing).
+
+    ``lines`` are consumed once, in order, as they come (a pipe is fine).
+    ``progress`` hears of lines as they are stored; ``phase`` of the work after
+    the last line: recording each changed plan, then the commit.
 
     Raises:
         InvalidInput: a bad line (the message names its number and field).
@@ -283,10 +301,15 @@ def import_events(
             read += len(batch)
             if progress is not None:
                 progress(len(batch))
+        recorded = None if phase is None else phase("recording changes", len(importer.earliest))
         for plan_id in sorted(importer.earliest):
             store.after_write(
                 connection, WriteNotice(plan_id, "import", importer.earliest[plan_id]), now
             )
+            if recorded is not None:
+                recorded(1)
+        if phase is not None:
+            phase("committing", None)
     return ImportResult(
         read=read,
         inserted=importer.inserted,
@@ -303,10 +326,84 @@ def import_file(
     *,
     create_parents: bool = False,
     progress: Progress | None = None,
+    phase: Phase | None = None,
 ) -> ImportResult:
-    """Import a JSONL file (``-`` is not accepted here; pass lines instead)."""
-    with open(path, "rb") as handle:
-        return import_events(store, handle, create_parents=create_parents, progress=progress)
+    """Import a JSONL file, read once as it streams (``-`` is stdin; pipes are fine).
+
+    Raises:
+        UnusableFile: the file cannot be opened or read (the system's reason).
+        InvalidInput, UnknownReference, IdempotencyConflict: as :func:`import_events`.
+    """
+    with open_source(path) as source:
+        return import_events(
+            store,
+            source_lines(source),
+            create_parents=create_parents,
+            progress=progress,
+            phase=phase,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """An import's input, open for reading in binary."""
+
+    stream: BinaryIO
+    label: str
+    """What to call it: the path, or ``stdin``."""
+    size: int | None
+    """Bytes to read, for a regular file; None for a pipe, a terminal, a socket."""
+
+
+@contextmanager
+def open_source(path: str) -> Iterator[Source]:
+    """Open ``path`` (``-``: stdin) for one streaming read.
+
+    Raises:
+        UnusableFile: missing, a directory, unreadable (naming the system's reason).
+    """
+    if path == STDIN:
+        stream = sys.stdin.buffer
+        yield Source(stream, "stdin", _regular_size(stream))
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below, after the import)
+    except OSError as exc:
+        raise UnusableFile(describe_os_error(exc, "cannot read"), path=path) from exc
+    with handle:
+        yield Source(handle, path, _regular_size(handle))
+
+
+def _regular_size(stream: BinaryIO) -> int | None:
+    try:
+        found = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found.st_size if stat.S_ISREG(found.st_mode) else None
+
+
+def source_lines(source: Source, advance: Progress | None = None) -> Iterator[bytes]:
+    """The lines of ``source`` as they arrive; ``advance`` hears of the bytes read.
+
+    Raises:
+        UnusableFile: reading failed (an I/O error, a directory given as stdin).
+    """
+    iterator = iter(source.stream)
+    while True:
+        try:
+            line = next(iterator)
+        except StopIteration:
+            return
+        except OSError as exc:
+            if exc.filename is None and source.label != "stdin":
+                exc.filename = source.label
+            raise UnusableFile(
+                describe_os_error(exc, "cannot read" if exc.filename else "cannot read stdin"),
+                path=None if source.label == "stdin" else source.label,
+            ) from exc
+        if advance is not None:
+            advance(len(line))
+        yield line
 
 
 def export_rows(

@@ -1,5 +1,6 @@
 """The projection commands of the ``eventsource`` CLI: state, replay, verify, worker,
-reconcile, generate, demo, and ``--changes`` for the store's ``timeline``.
+reconcile, status, schema, generate, demo, and ``--changes`` for the store's
+``timeline``.
 
 :func:`register` adds them to the ``eventsource`` group; ``pyproject.toml`` names it in
 the ``eventsource.commands`` entry-point group, so ``eventsource`` finds the engine's
@@ -10,34 +11,50 @@ from __future__ import annotations
 
 import copy
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from eventsource.cli import (
     EXIT_DIFFERENCES,
+    READ_ONLY,
+    TIE_RANK,
+    check_plans,
     database_option,
     emit_json,
     format_option,
+    on_interrupt,
     open_store,
     parse_time,
     parse_uuid,
     progress_bar,
+    progress_display,
+    summary,
 )
-from eventsource.jsonl import dumps_row
+from eventsource.connect import where
+from eventsource.errors import InvalidInput, UnknownPlan
+from eventsource.jsonl import dumps_row, format_timestamp
+from eventsource.logformat import LOG_FORMATS, configure_logging
+from eventsource.outputs import check_replaceable, output
+from eventsource.render import terminal_width, wrapped
+from eventsource.status import StoreStatus, store_status
 
 from .demo import run_demo
-from .engine import ProjectionEngine
+from .engine import LoadedState, ProjectionEngine
 from .generate import generate_rows
 from .picture import with_picture
 from .portfolio import report
 from .registry import discover
 from .typing import Projection
-from .views import format_value, print_changes
+from .views import format_value, print_changes, stage_line
+
+WRITE_CHUNK = 1000
+"""Rows written between progress updates."""
 
 
 def projection_option(function: Any) -> Any:
@@ -51,6 +68,30 @@ def projection_option(function: Any) -> Any:
 
 def _projection(name: str | None) -> Projection[Any]:
     return discover().get_projection(name)
+
+
+def _seconds(started: float) -> str:
+    return f"{time.monotonic() - started:.1f}s"
+
+
+def _print_state(loaded: LoadedState[Any], projection: Projection[Any]) -> None:
+    click.echo(
+        f"plan {loaded.plan_id} ({projection.name} v{projection.version}, "
+        f"{loaded.event_count} events, hash {loaded.hash[:12]})"
+    )
+    data = loaded.json if isinstance(loaded.json, dict) else {"state": loaded.json}
+    keys = max((len(key) for key in data), default=5) + 2
+    width = terminal_width()
+    for key, value in sorted(data.items()):
+        if key == "stages" and isinstance(value, list):
+            click.echo(f"  {key}:" + ("" if value else " none"))
+            for stage in value:
+                text = stage_line(stage) if isinstance(stage, dict) else format_value(stage)
+                for line in wrapped(text, width, "    "):
+                    click.echo(line)
+        else:
+            for line in wrapped(f"{key.ljust(keys)}{format_value(value)}", width, "  "):
+                click.echo(line)
 
 
 @click.command()
@@ -73,49 +114,50 @@ def state(
     as_of: str | None,
     known_at: str | None,
 ) -> None:
-    """A plan's state (snapshot + newer events), optionally as of a time."""
+    """A plan's state (snapshot + newer events), optionally as of a time. Only reads."""
     if (plan is None) == (not all_plans):
         raise click.UsageError("give a PLAN id or --all (not both)")
-    store = open_store(database_url)
-    chosen = _projection(projection)
-    engine = ProjectionEngine(store)
+    on_interrupt(READ_ONLY)
     valid = parse_time(as_of, "as-of")
     known = parse_time(known_at, "known-at")
-    plan_ids = list(store.plan_ids()) if all_plans else [parse_uuid(plan or "", "plan")]
-    states = (engine.load(chosen, plan_id, as_of=valid, known_at=known) for plan_id in plan_ids)
-    if output_format == "jsonl":
-        for loaded in states:
-            click.echo(orjson.dumps(loaded.json, option=orjson.OPT_SORT_KEYS).decode())
-        return
-    if output_format == "json":
-        if all_plans:
-            emit_json([loaded.json for loaded in states])
-        else:
-            emit_json(next(iter(states)).json)
-        return
-    console = Console()
-    for loaded in states:
-        table = Table(
-            title=f"plan {loaded.plan_id} ({chosen.name} v{chosen.version}, "
-            f"{loaded.event_count} events, hash {loaded.hash[:12]})",
-            title_justify="left",
-        )
-        table.add_column("field")
-        table.add_column("value", overflow="fold")
-        data = loaded.json if isinstance(loaded.json, dict) else {"state": loaded.json}
-        for key, value in sorted(data.items()):
-            if key == "stages" and isinstance(value, list):
-                for stage in value:
-                    table.add_row(
-                        f"stage {stage.get('stage')}",
-                        f"{stage.get('status')}  planned {stage.get('planned_starts_on')}"
-                        f" → {stage.get('planned_ends_on')}  started "
-                        f"{format_value(stage.get('actual_started_at'))}  completed "
-                        f"{format_value(stage.get('actual_completed_at'))}",
-                    )
+    single = None if plan is None else parse_uuid(plan, "plan")
+    store = open_store(database_url)
+    chosen = _projection(projection)
+    # No snapshots stored on the way: state only reads (and may run on a replica).
+    engine = ProjectionEngine(store, snapshot_every=None)
+    plan_ids = list(store.plan_ids()) if single is None else [single]
+    started = time.monotonic()
+    bar = (
+        progress_bar(f"folding {chosen.name}", len(plan_ids), unit="plans")
+        if all_plans
+        else nullcontext(lambda _n: None)
+    )
+    with bar as advance:
+
+        def states() -> Iterator[LoadedState[Any]]:
+            for plan_id in plan_ids:
+                yield engine.load(chosen, plan_id, as_of=valid, known_at=known)
+                advance(1)
+
+        if output_format == "jsonl":
+            for loaded in states():
+                click.echo(orjson.dumps(loaded.json, option=orjson.OPT_SORT_KEYS).decode())
+        elif output_format == "json":
+            if all_plans:
+                emit_json([loaded.json for loaded in states()])
             else:
-                table.add_row(key, format_value(value))
-        console.print(table)
+                emit_json(next(states()).json)
+        else:
+            for index, loaded in enumerate(states()):
+                if index:
+                    click.echo()
+                _print_state(loaded, chosen)
+    if all_plans:
+        summary(
+            f"folded {len(plan_ids)} plans with {chosen.name} v{chosen.version} in "
+            f"{_seconds(started)}",
+            data_on_stdout=output_format != "table",
+        )
 
 
 @click.command()
@@ -131,20 +173,36 @@ def replay(
     run: str | None,
     restart: bool,
 ) -> None:
-    """Rebuild snapshots from scratch; an interrupted run resumes where it stopped."""
+    """Rebuild snapshots from scratch; an interrupted run resumes where it stopped.
+
+    Replay writes (snapshots and checkpoints): run it against the primary.
+    """
     store = open_store(database_url)
     chosen = _projection(projection)
     engine = ProjectionEngine(store)
-    plan_ids = [parse_uuid(p, "plan") for p in plans] or list(store.plan_ids())
-    with progress_bar(f"replaying {chosen.name} v{chosen.version}", len(plan_ids)) as advance:
-        report = engine.replay(chosen, plan_ids, run=run, restart=restart, progress=advance)
+    plan_ids = check_plans(store, plans) if plans else list(store.plan_ids())
+    name = run or f"{chosen.name}@{chosen.version}"
+    on_interrupt(
+        "plans rebuilt so far are kept (they commit in batches); rerun with the same "
+        f"--run {name!r} to resume"
+    )
+    # Plans an interrupted run already finished count as done from the start, so
+    # the rate (and the ETA) is that of the plans being rebuilt now.
+    done = set() if restart else store.finished(name)
+    remaining = [plan_id for plan_id in plan_ids if plan_id not in done]
+    skipped = len(plan_ids) - len(remaining)
+    started = time.monotonic()
+    with progress_bar(
+        f"replaying {chosen.name} v{chosen.version}",
+        len(plan_ids),
+        unit="plans",
+        completed=skipped,
+    ) as advance:
+        report = engine.replay(chosen, remaining, run=name, restart=restart, progress=advance)
     click.echo(
         f"rebuilt {report.rebuilt} plans"
-        + (
-            f", {report.skipped_done} already done by run {report.run!r}"
-            if report.skipped_done
-            else ""
-        )
+        + (f", {skipped} already done by run {name!r}" if skipped else "")
+        + f" with {chosen.name} v{chosen.version} in {_seconds(started)}"
     )
 
 
@@ -159,14 +217,15 @@ def verify(
     """Fold every plan twice from scratch; compare the hashes and the stored snapshot.
 
     Exits 3 and names each plan that differs (a non-deterministic reducer or a
-    snapshot that disagrees with its events).
+    snapshot that disagrees with its events). Only reads.
     """
+    on_interrupt(READ_ONLY)
     store = open_store(database_url)
     chosen = _projection(projection)
-    engine = ProjectionEngine(store)
-    plan_ids = [parse_uuid(p, "plan") for p in plans] or list(store.plan_ids())
+    engine = ProjectionEngine(store, snapshot_every=None)
+    plan_ids = check_plans(store, plans) if plans else list(store.plan_ids())
     reports = []
-    with progress_bar("verifying", len(plan_ids)) as advance:
+    with progress_bar("verifying", len(plan_ids), unit="plans") as advance:
         for plan_id in plan_ids:
             reports.append(engine.verify(chosen, plan_id))
             advance(1)
@@ -221,21 +280,40 @@ def verify(
     type=click.FloatRange(min=0.01),
     help="Seconds between polls (PostgreSQL also wakes on LISTEN/NOTIFY).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="Logs on stderr, one line a batch: text for people, json for log collectors.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="info logs every batch; warning only problems (a lost connection, retries).",
+)
 def worker(
     database_url: str | None,
     projection: str | None,
     once: bool,
     batch_size: int,
     poll_interval: float,
+    log_format: str,
+    log_level: str,
 ) -> None:
     """Fold changed plans in the background (any number of workers on PostgreSQL).
 
     Claims plans from the change feed with FOR UPDATE SKIP LOCKED, re-folds them,
-    stores the snapshots and clears the claims in one transaction. SIGTERM
-    finishes the batch in hand and exits cleanly.
+    stores the snapshots and clears the claims in one transaction. Each batch is
+    logged (plans, events, seconds, queue depth, age of the oldest change). SIGTERM
+    or Ctrl-C finishes the plan in hand and exits cleanly.
     """
     from .worker import Worker
 
+    configure_logging(log_format, log_level.upper())
+    on_interrupt("claims of the batch in hand were rolled back; nothing is lost")
     store = open_store(database_url)
     chosen = _projection(projection)
     runner = Worker(store, [chosen], batch_size=batch_size, poll_interval=poll_interval)
@@ -281,10 +359,19 @@ def reconcile(
     from .worker import reconcile as run_reconcile
     from .worker import reconcile_targets
 
+    on_interrupt("plans queued so far stay queued; rerun to check the rest")
     store = open_store(database_url)
     chosen = _projection(projection)
-    plan_ids = [parse_uuid(p, "plan") for p in plans] or list(reconcile_targets(store))
-    with progress_bar("reconciling", len(plan_ids)) as advance:
+    if plans:
+        plan_ids = [parse_uuid(p, "plan") for p in plans]
+        with_snapshots = set(store.snapshot_plan_ids())
+        for plan_id in plan_ids:
+            # A plan whose rows the host deleted still has a snapshot to check.
+            if plan_id not in with_snapshots and store.version(plan_id) == 0:
+                raise UnknownPlan(plan_id)
+    else:
+        plan_ids = list(reconcile_targets(store))
+    with progress_bar("reconciling", len(plan_ids), unit="plans") as advance:
         findings = run_reconcile(store, [chosen], plan_ids=plan_ids, deep=deep, progress=advance)
     if output_format in ("json", "jsonl"):
         records = [
@@ -302,32 +389,183 @@ def reconcile(
     click.echo(f"checked {len(plan_ids)} plans; queued {len(findings)} for the workers")
 
 
+def _status_json(report: StoreStatus, database: str) -> dict[str, Any]:
+    age = report.feed.age_seconds(report.checked_at)
+    oldest = report.feed.oldest_change_at
+    return {
+        "database": database,
+        "checked_at": format_timestamp(report.checked_at),
+        "plans": report.plans,
+        "queue": {
+            "plans": report.feed.queued,
+            "oldest_change_at": None if oldest is None else format_timestamp(oldest),
+            "oldest_change_age_seconds": None if age is None else round(age, 3),
+        },
+        "projections": [
+            {
+                "projection": p.projection,
+                "version": p.version,
+                "fresh": p.fresh,
+                "stale": p.stale,
+                "other_version": p.other_version,
+                "missing": p.missing,
+            }
+            for p in report.projections
+        ],
+        "stored_snapshots": [
+            {"projection": s.projection, "version": s.version, "fresh": s.fresh, "stale": s.stale}
+            for s in report.stored
+        ],
+        "quarantined": None if report.quarantined is None else list(report.quarantined),
+        "replay_runs": [
+            {
+                "run": r.run,
+                "plans_done": r.plans_done,
+                "first_checkpoint_at": format_timestamp(r.first_finished_at),
+                "last_checkpoint_at": format_timestamp(r.last_finished_at),
+            }
+            for r in report.replay_runs
+        ],
+    }
+
+
+def _print_status(report: StoreStatus, database: str) -> None:
+    age = report.feed.age_seconds(report.checked_at)
+    click.echo(f"{database} at {format_timestamp(report.checked_at)}")
+    click.echo(f"plans with events   {report.plans}")
+    if report.feed.queued and report.feed.oldest_change_at is not None and age is not None:
+        click.echo(
+            f"change feed         {report.feed.queued} plans queued; the oldest change is "
+            f"{age:.1f}s old ({format_timestamp(report.feed.oldest_change_at)})"
+        )
+    else:
+        click.echo("change feed         empty: the workers are caught up")
+    click.echo("snapshots           (of the installed projections, over plans with events)")
+    for p in report.projections:
+        click.echo(
+            f"  {p.projection} v{p.version}: {p.fresh} fresh, {p.stale} stale, "
+            f"{p.other_version} of another version, {p.missing} missing"
+        )
+    others = [
+        s
+        for s in report.stored
+        if (s.projection, s.version) not in {(p.projection, p.version) for p in report.projections}
+    ]
+    for s in others:
+        click.echo(
+            f"  {s.projection} v{s.version} (not installed): {s.fresh} fresh, {s.stale} stale"
+        )
+    if report.quarantined is None:
+        click.echo("quarantined plans   (no quarantine in this version)")
+    else:
+        click.echo(f"quarantined plans   {len(report.quarantined)}")
+        for item in report.quarantined:
+            click.echo(f"  {item}")
+    if not report.replay_runs:
+        click.echo("replay runs         none in progress or interrupted")
+    else:
+        click.echo("replay runs         in progress or interrupted (rerun with --run to resume):")
+        for r in report.replay_runs:
+            click.echo(
+                f"  {r.run}: {r.plans_done} plans done, last checkpoint "
+                f"{format_timestamp(r.last_finished_at)}"
+            )
+
+
+@click.command()
+@database_option
+@format_option
+@click.option(
+    "--runs", default=10, show_default=True, type=click.IntRange(min=0), help="Replay runs shown."
+)
+def status(database_url: str | None, output_format: str, runs: int) -> None:
+    """What a person running workers needs: queue, lag, snapshots, replay runs. Only reads.
+
+    The change feed's depth and the age of its oldest change (the workers' lag),
+    snapshots per installed projection and version (fresh, stale, of another
+    version, missing), and replay runs in progress or interrupted. --format json
+    for monitoring.
+    """
+    on_interrupt(READ_ONLY)
+    store = open_store(database_url)
+    installed = [(p.name, p.version) for p in discover().values()]
+    report = store_status(store, installed, runs=runs)
+    database = where(store.engine.url)
+    if output_format == "table":
+        _print_status(report, database)
+    elif output_format == "json":
+        emit_json(_status_json(report, database))
+    else:
+        click.echo(orjson.dumps(_status_json(report, database), option=orjson.OPT_SORT_KEYS))
+
+
+@click.command()
+@projection_option
+@click.option("--type", "event_type", help="Only this event type's payload schema.")
+def schema(projection: str | None, event_type: str | None) -> None:
+    """Print the JSON Schema of a projection's payload models, by event type.
+
+    What each event type's payload must look like for the projection to read it
+    (stage names inside payloads are spelt Analysis, Design, ...; the stage column
+    is snake_case).
+    """
+    chosen = _projection(projection)
+    models = dict(chosen.payload_models)
+    if event_type is not None:
+        if event_type not in models:
+            raise InvalidInput(
+                f"projection {chosen.name!r} has no payload model for {event_type!r}; it has "
+                f"{', '.join(sorted(models)) or 'none'}",
+                field="type",
+            )
+        models = {event_type: models[event_type]}
+    emit_json(
+        {
+            "projection": chosen.name,
+            "version": chosen.version,
+            "payloads": {name: model.model_json_schema() for name, model in sorted(models.items())},
+        }
+    )
+
+
 @click.command()
 @click.option("--plans", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write to this file instead of stdout.",
+    "target",
+    type=click.Path(path_type=Path, allow_dash=True),
+    help="Write to this regular file, replaced atomically once complete (default: "
+    "stdout). A symlink, device or directory is refused: redirect stdout instead.",
 )
-def generate(plans: int, seed: int, output: Path | None) -> None:
+def generate(plans: int, seed: int, target: Path | None) -> None:
     """Write a realistic sample event log (JSONL) by simulating the plan workflow.
 
     Includes older and newer service versions, same-transaction pairs, backfilled
     imports, soft-deleted mistakes, unknown event types and events with no actor.
     The same --plans and --seed always give the same file.
     """
-    log = generate_rows(plans, seed)
-    if output is None:
-        out = sys.stdout
-        for row in log.rows:
-            out.write(dumps_row(row) + "\n")
-        return
-    with output.open("w", encoding="utf-8", newline="\n") as handle:
-        for row in log.rows:
-            handle.write(dumps_row(row) + "\n")
-    click.echo(f"wrote {len(log.rows)} events of {plans} plans to {output}", err=True)
+    to_file = target is not None and str(target) != "-"
+    if to_file and target is not None:
+        check_replaceable(target)  # before the simulation, not after it
+    on_interrupt(
+        f"{target} was left as it was" if to_file else "the output stops where it was interrupted"
+    )
+    started = time.monotonic()
+    with progress_display() as display:
+        log = generate_rows(plans, seed, progress=display.task("simulating", plans, unit="plans"))
+        write = display.task("writing", len(log.rows), unit="events")
+        with output(target) as handle:
+            for start in range(0, len(log.rows), WRITE_CHUNK):
+                chunk = log.rows[start : start + WRITE_CHUNK]
+                handle.write("".join(dumps_row(row) + "\n" for row in chunk))
+                write(len(chunk))
+    line = f"wrote {len(log.rows)} events of {plans} plans"
+    if to_file:
+        click.echo(f"{line} to {target} in {_seconds(started)}", err=True)
+    else:
+        summary(line, data_on_stdout=True)
 
 
 @click.command()
@@ -336,6 +574,7 @@ def generate(plans: int, seed: int, output: Path | None) -> None:
 @click.option("--seed", default=7, show_default=True, type=int)
 def demo(database_url: str | None, plans: int, seed: int) -> None:
     """Migrate, load a generated sample, rebuild every plan, show one plan's story."""
+    on_interrupt("rerun demo to finish: migrate and import are idempotent")
     run_demo(database_url, plans=plans, seed=seed)
 
 
@@ -345,23 +584,41 @@ _CHANGES_OPTIONS: tuple[click.Option, ...] = (
         is_flag=True,
         help="Show what each event changed in the plan state, field by field.",
     ),
-    click.Option(["--projection"], default=None, help="Projection for --changes."),
+    click.Option(
+        ["--projection"],
+        default=None,
+        help="Projection whose tie rank orders same-timestamp events (and which folds "
+        "--changes); default course_designer_plan.",
+    ),
 )
 
 
 def with_changes(timeline: click.Command) -> click.Command:
-    """The store's ``timeline`` command plus ``--changes`` (which folds with a projection)."""
+    """The store's ``timeline`` command plus ``--changes`` (which folds with a projection).
+
+    Both views order events as the projection's stream order reversed, tie rank
+    included, so a stage never seems to start before the previous one completed.
+    """
     extended = copy.copy(timeline)
     extended.params = [*timeline.params, *_CHANGES_OPTIONS]
 
     def show(changes: bool, projection: str | None, **options: Any) -> None:
+        chosen = _projection(projection)
         if not changes:
-            click.get_current_context().invoke(timeline, **options)
+            context = click.get_current_context()
+            context.meta[TIE_RANK] = dict(chosen.tie_rank)
+            context.invoke(timeline, **options)
             return
-        store = open_store(options["database_url"])
+        on_interrupt(READ_ONLY)
         plan_id = parse_uuid(options["plan"], "plan")
+        store = open_store(options["database_url"])
         print_changes(
-            store, plan_id, _projection(projection), options["output_format"], options["limit"]
+            store,
+            plan_id,
+            chosen,
+            options["output_format"],
+            options["limit"],
+            before=options.get("before"),
         )
 
     extended.callback = show
@@ -370,7 +627,18 @@ def with_changes(timeline: click.Command) -> click.Command:
 
 def register(group: click.Group) -> None:
     """Add the projection commands to ``group`` (the ``eventsource.commands`` entry point)."""
-    for command in (state, replay, verify, worker, reconcile, generate, demo, report):
+    for command in (
+        state,
+        replay,
+        verify,
+        worker,
+        reconcile,
+        status,
+        schema,
+        generate,
+        demo,
+        report,
+    ):
         group.add_command(command)
     timeline = group.commands.get("timeline")
     if timeline is not None:

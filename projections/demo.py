@@ -10,8 +10,9 @@ from rich.table import Table
 
 from eventsource import EventStore
 from eventsource import migrate as migrations
-from eventsource.cli import progress_bar
-from eventsource.config import make_engine, resolve_url
+from eventsource.cli import command_name, progress_bar
+from eventsource.config import resolve_url
+from eventsource.connect import open_engine, where
 from eventsource.jsonl import dumps_row
 from eventsource.transfer import import_events
 
@@ -25,10 +26,10 @@ from .views import print_changes
 def run_demo(database_url: str | None, *, plans: int, seed: int) -> None:
     console = Console()
     url = resolve_url(database_url)
-    engine = make_engine(url)
+    engine = open_engine(url, create=True)
     before, after = migrations.upgrade(engine)
     console.print(
-        f"[bold]1. migrate[/] {url.render_as_string(hide_password=True)}: "
+        f"[bold]1. migrate[/] {where(url)}: "
         + ("already current" if before == after else f"{before or 'empty'} -> {after}")
     )
     log = generate_rows(plans, seed)
@@ -73,7 +74,11 @@ def demo_report(store: EventStore, console: Console) -> None:
     console.print(f"[bold]4. timeline with changes[/] of plan {plan_id}:")
     print_changes(store, plan_id, projection, "table", 20)
     write_demo_picture(store, plan_id, console)
-    console.print(
-        "next: eventsource state " + str(plan_id) + " --format json   |   "
-        "eventsource timeline " + str(plan_id) + "   |   eventsource verify"
-    )
+    program = command_name()
+    console.print("next:", highlight=False)
+    for hint in (
+        f"{program} state {plan_id} --format json",
+        f"{program} timeline {plan_id}",
+        f"{program} verify",
+    ):
+        console.print(f"  {hint}", highlight=False, soft_wrap=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Protocol
@@ -510,8 +511,16 @@ def _check_start(start: datetime | None) -> datetime:
     return DEFAULT_START if start is None else check_timestamp(start, "start")
 
 
-def generate_rows(plans: int, seed: int, *, start: datetime | None = None) -> GeneratedLog:
+def generate_rows(
+    plans: int,
+    seed: int,
+    *,
+    start: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> GeneratedLog:
     """Simulate ``plans`` plans; rows in random (seeded) order, like the fixture.
+
+    ``progress`` is called with 1 after each plan is simulated.
 
     Plans are created within :data:`PLAN_SPAN` after ``start`` (default
     :data:`DEFAULT_START`) and stop at random points of the workflow, so every
@@ -541,6 +550,8 @@ def generate_rows(plans: int, seed: int, *, start: datetime | None = None) -> Ge
         sim.run()
         plan_owners[plan_id] = owner
         rows.extend(sim.rows())
+        if progress is not None:
+            progress(1)
     rng.shuffle(rows)
     used = {row["actor_user_id"] for row in rows} | {
         row["payload"]["member"]["user_id"] for row in rows if row["event_type"] == "member_added"

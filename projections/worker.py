@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from types import FrameType
 from typing import Any, Final
@@ -44,8 +45,10 @@ from sqlalchemy import (
 )
 
 from eventsource.backend import with_retries
+from eventsource.errors import EventSourceError
 from eventsource.events import same_json
 from eventsource.feed import CHANNEL
+from eventsource.status import FeedLag, feed_lag
 from eventsource.tables import events, snapshots
 from eventsource.typing import WorkerStore
 
@@ -128,15 +131,19 @@ class Worker:
         waits for the row, and the worker would hold the row while it waited.
         """
 
+        started = time.monotonic()
+        folded = [0]  # events read per attempt, for the batch's log line
+
         def attempt() -> list[UUID]:
             done: list[UUID] = []
+            folded[0] = 0
             with self.store.driver_transaction(write=True) as raw:
                 for plan_id, change_seq in self.store.claim(raw, self.batch_size):
                     if self.stopping:
                         # Commit what is folded; the unfolded claims end with it.
                         break
                     for projection in self.projections:
-                        self.engine.refresh_in(raw, projection, plan_id)
+                        folded[0] += self.engine.refresh_in(raw, projection, plan_id).tail
                     self.store.clear(raw, plan_id, change_seq)
                     done.append(plan_id)
                     if self.on_plan is not None:
@@ -148,16 +155,57 @@ class Worker:
             self.stats.batches += 1
             self.stats.plans += len(done)
             self.stats.claimed.extend(done)
+            if log.isEnabledFor(logging.INFO):
+                seconds = time.monotonic() - started
+                try:
+                    lag: FeedLag | None = feed_lag(self.store)
+                except EventSourceError:  # the next batch retries; the log goes on
+                    lag = None
+                queued = None if lag is None else lag.queued
+                lag_seconds = None if lag is None else lag.age_seconds(datetime.now(UTC))
+                log.info(
+                    "batch: folded %d plans (%d events) in %.3fs; %s plans queued, "
+                    "oldest change %s",
+                    len(done),
+                    folded[0],
+                    seconds,
+                    "?" if queued is None else queued,
+                    "none" if lag_seconds is None else f"{lag_seconds:.1f}s old",
+                    extra={
+                        "plans": len(done),
+                        "events": folded[0],
+                        "seconds": round(seconds, 6),
+                        "queued": queued,
+                        "lag_seconds": None if lag_seconds is None else round(lag_seconds, 3),
+                    },
+                )
         return len(done)
 
     def drain(self) -> int:
         """Run batches until the queue is empty (or stop is requested)."""
         total = 0
+        batches = 0
+        started = time.monotonic()
         while not self.stopping:
             count = self.run_batch()
             total += count
+            batches += 1 if count else 0
             if count == 0:
                 break
+        if total:
+            log.info(
+                "drained: folded %d plans in %d batches in %.3fs%s",
+                total,
+                batches,
+                time.monotonic() - started,
+                "; stopped before the queue was empty" if self.stopping else "",
+                extra={
+                    "plans": total,
+                    "batches": batches,
+                    "seconds": round(time.monotonic() - started, 6),
+                    "stopped": self.stopping,
+                },
+            )
         return total
 
     def run_forever(self) -> None:

@@ -215,8 +215,16 @@ def test_state_table_shows_stages(loaded_db: str) -> None:
     plan = "00b31fde-c3c1-4117-98a6-e9bdab0683f8"
     result = CliRunner().invoke(main, ["state", plan, "--database-url", loaded_db])
     assert result.exit_code == 0, result.output
-    assert "stage analysis" in result.output
-    assert "in_progress" in result.output
+    lines = result.output.splitlines()
+    stages = lines.index("  stages:")
+    assert lines[stages + 1].split()[:2] == ["analysis", "in_progress"]
+    assert [line.split()[0] for line in lines[stages + 1 : stages + 6]] == [
+        "analysis",
+        "design",
+        "development",
+        "implementation",
+        "evaluation",
+    ]
 
 
 def test_state_errors_are_one_line(loaded_db: str) -> None:

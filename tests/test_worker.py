@@ -708,9 +708,9 @@ def test_cli_worker_once_and_reconcile_report_what_they_did(
 
     result = runner.invoke(main, ["worker", "--once", "--database-url", backend_url])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "folded 3 plans; queue empty"
+    assert result.stdout.strip() == "folded 3 plans; queue empty"
     result = runner.invoke(main, ["worker", "--once", "--database-url", backend_url])
-    assert result.output.strip() == "folded 0 plans; queue empty"
+    assert result.stdout.strip() == "folded 0 plans; queue empty"
 
     result = runner.invoke(main, ["reconcile", "--database-url", backend_url])
     assert result.exit_code == 0, result.output
@@ -740,7 +740,7 @@ def test_cli_worker_once_and_reconcile_report_what_they_did(
     assert [json.loads(line)["plan_id"] for line in result.output.splitlines()] == [str(edited)]
 
     result = runner.invoke(main, ["worker", "--once", "--database-url", backend_url])
-    assert result.output.strip() == "folded 1 plans; queue empty"
+    assert result.stdout.strip() == "folded 1 plans; queue empty"
     result = runner.invoke(main, ["verify", "--database-url", backend_url])
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["reconcile", "--database-url", backend_url])
@@ -759,7 +759,7 @@ def test_cli_worker_once_stopped_by_a_signal_does_not_claim_the_queue_is_empty(
     monkeypatch.setattr(Worker, "drain", interrupted_drain)
     result = CliRunner().invoke(main, ["worker", "--once", "--database-url", backend_url])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "folded 0 plans; stopped before the queue was empty"
+    assert result.stdout.strip() == "folded 0 plans; stopped before the queue was empty"
     assert set(queued(store)) == {plan[0]}
 
 
