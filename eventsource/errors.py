@@ -43,6 +43,15 @@ class InvalidInput(EventSourceError, ValueError):
 class UnknownReference(InvalidInput):
     """An event names a plan or actor that does not exist (a foreign key failed)."""
 
+    @classmethod
+    def missing_plan(cls) -> UnknownReference:
+        """The error of a write to a plan that has no ``course_designer_plans`` row."""
+        return cls(
+            "course_designer_plan_id names a plan that does not exist; create the plan "
+            "first or import with --create-parents",
+            field="course_designer_plan_id",
+        )
+
 
 class InvalidEventPayload(InvalidInput):
     """A stored payload does not match the projection's model for its type."""

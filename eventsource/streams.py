@@ -12,11 +12,13 @@ as the caller folds them: one consistent snapshot of the stream, never held in
 memory whole, never re-queried page by page.
 
 Writing. Every write runs in one transaction that first serializes the plan's
-writers (``pg_advisory_xact_lock`` on a 64-bit key of the plan id on
-PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so an expected-version check cannot
-be raced. In the same transaction the tiers above add their bookkeeping (the
-change feed records the plan, the snapshot tier stales what the write lands
-before) and the registered write hooks run (inline projections). On PostgreSQL
+writers (on PostgreSQL the plan's ``course_designer_plans`` row ``FOR UPDATE``,
+the lock the host service takes before each of its writes, see
+``eventsource.dialects.postgresql``; ``BEGIN IMMEDIATE`` on SQLite), so an
+expected-version check cannot be raced, by the library or by the host. In the
+same transaction the tiers above add their bookkeeping (the change feed records
+the plan, the snapshot tier stales what the write lands before) and the
+registered write hooks run (inline projections). On PostgreSQL
 an append without hooks is one pipelined round trip, ``BEGIN`` to ``COMMIT``.
 """
 
@@ -243,13 +245,21 @@ class StreamStore:
         with translated(), self.database.transaction(write=write) as raw:
             yield raw
 
-    def lock_in(self, raw: Raw, plan_id: UUID) -> datetime:
+    def lock_in(self, raw: Raw, plan_id: UUID, *, missing_ok: bool = False) -> datetime:
         """:meth:`lock_plan` on a driver connection in a write transaction."""
-        return self.sql.lock(raw, plan_id).astimezone(UTC)
+        return self.sql.lock(raw, plan_id, missing_ok=missing_ok).astimezone(UTC)
 
-    def lock_plan(self, connection: Connection, plan_id: UUID) -> datetime:
-        """Serialize the plan's writers; return the transaction's timestamp."""
-        return self.sql.lock(self.raw(connection), plan_id).astimezone(UTC)
+    def lock_plan(
+        self, connection: Connection, plan_id: UUID, *, missing_ok: bool = False
+    ) -> datetime:
+        """Serialize the plan's writers; return the transaction's timestamp.
+
+        Raises:
+            UnknownReference: on PostgreSQL, the plan has no ``course_designer_plans``
+                row (its row is the lock), unless ``missing_ok`` (for bookkeeping on
+                plans the host removed: there is no writer to wait for).
+        """
+        return self.sql.lock(self.raw(connection), plan_id, missing_ok=missing_ok).astimezone(UTC)
 
     # -- appending -------------------------------------------------------------
 
@@ -323,6 +333,9 @@ class StreamStore:
                     _, before = self.sql.pipelined_append(raw, plan_id, rows, accepted, bookkeeping)
                 except VersionMismatch:
                     actual = self._version(raw, plan_id)
+                    if actual == 0 and not self._plan_exists(raw, plan_id):
+                        # The check ran before the inserts could fail on the key.
+                        raise UnknownReference.missing_plan() from None
                     raise ConcurrencyConflict(plan_id, label(expected), actual) from None
         except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
@@ -370,6 +383,10 @@ class StreamStore:
             for hook in self.hooks:
                 hook.after_write(self, connection, notice)
         return AppendResult(plan_id, ids, len(fresh), version)
+
+    def _plan_exists(self, raw: Raw, plan_id: UUID) -> bool:
+        (count,) = raw.execute(self.sql.plan_exists, {"plan": self.sql.uuid(plan_id)}).fetchone()
+        return bool(count)
 
     def _missing_reference(
         self, raw: Raw, plan_id: UUID, rows: list[PreparedEvent]

@@ -153,8 +153,13 @@ class Dialect:
 
     # -- driver work ---------------------------------------------------------
 
-    def lock(self, raw: Any, plan_id: UUID) -> datetime:
-        """Serialize the plan's writers in ``raw``'s transaction; the transaction's time."""
+    def lock(self, raw: Any, plan_id: UUID, *, missing_ok: bool = False) -> datetime:
+        """Serialize the plan's writers in ``raw``'s transaction; the transaction's time.
+
+        Raises:
+            UnknownReference: the plan has no row (where the lock is the plan row),
+                unless ``missing_ok``: a plan without a row has no writers to wait for.
+        """
         raise NotImplementedError
 
     def insert_rows(

@@ -3,6 +3,25 @@
 psycopg already returns ``uuid.UUID``, aware UTC datetimes (sessions run in UTC)
 and, through the engine's orjson loader, decoded ``jsonb``: a fetched event row
 is a :class:`RecordedEvent` as it stands.
+
+The plan lock is the host's lock. The upstream service serializes every write to
+a plan by selecting the plan's ``course_designer_plans`` row ``FOR UPDATE`` first,
+then updating its own rows and inserting the event, in one transaction. The
+library takes exactly that row lock, in the same transaction as its own work, so
+library appends, soft deletes and restores queue behind the service's writes and
+the service's behind them: an expected-version check counts the events after
+every earlier writer committed (each statement of a READ COMMITTED transaction
+sees what committed before it; the lock's wait ends at the other's commit). A
+private lock (an advisory lock, say) would serialize only the library with
+itself and let a service write land between a version check and an insert.
+
+Lock order, so nothing deadlocks: a writer takes the plan row, then (library
+writes) the change-feed row, then snapshot rows. Workers never take the plan row:
+they hold a change-feed row while they fold, and a writer holding the plan row
+may be waiting for that very row (``projections.worker``). An event insert's
+foreign key takes ``FOR KEY SHARE`` on the plan row, which a transaction that
+holds ``FOR UPDATE`` already covers. Locking a row needs ``UPDATE`` privilege on
+one of its columns; a host grants the narrowest (README, "Beside the host").
 """
 
 from __future__ import annotations
@@ -15,14 +34,9 @@ from uuid import UUID
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from ..errors import UnknownReference
 from ..events import RecordedEvent
 from .base import EVENT_COLUMNS, EVENTS, Dialect, VersionMismatch
-
-
-def plan_lock_key(plan_id: UUID) -> int:
-    """A signed 64-bit advisory-lock key derived from the plan id."""
-    return int.from_bytes(plan_id.bytes[:8], "big", signed=True)
-
 
 _new_event: Final = tuple.__new__
 
@@ -65,9 +79,15 @@ class PostgreSQL(Dialect):
 
     pipelines = True
 
-    def lock(self, raw: Any, plan_id: UUID) -> datetime:
-        row = raw.execute(self.lock_sql, {"key": plan_lock_key(plan_id)}).fetchone()
-        stamp: datetime = row[1]
+    def lock(self, raw: Any, plan_id: UUID, *, missing_ok: bool = False) -> datetime:
+        row = raw.execute(self.lock_sql, {"plan": plan_id}).fetchone()
+        if row is None:
+            # No plan row, no lock: the insert this lock precedes would fail on
+            # the plan's foreign key, so fail the same way before it.
+            if not missing_ok:
+                raise UnknownReference.missing_plan()
+            row = raw.execute(self.clock_sql).fetchone()
+        stamp: datetime = row[0]
         return stamp
 
     def insert_rows(
@@ -133,7 +153,7 @@ class PostgreSQL(Dialect):
         try:
             with raw.pipeline() as pipeline, raw.cursor() as lock, raw.cursor() as check:
                 raw.execute("BEGIN")
-                lock.execute(self.lock_sql, {"key": plan_lock_key(plan_id)})
+                lock.execute(self.lock_sql, {"plan": plan_id})
                 if accepted is not None:
                     check.execute(
                         self.check_version,
@@ -151,11 +171,17 @@ class PostgreSQL(Dialect):
             if raw.info.transaction_status != TransactionStatus.IDLE:
                 raw.execute("ROLLBACK")
             raise VersionMismatch from None
+        # No plan row fails the inserts on the foreign key, before this point.
         assert stamp is not None
-        return stamp[1], None if version is None else int(version[0])
+        return stamp[0], None if version is None else int(version[0])
 
-    lock_sql: Final = "SELECT pg_advisory_xact_lock(%(key)s), now()"
-    """Serializes the plan's writers; ``now()`` is the transaction's start."""
+    lock_sql: Final = "SELECT now() FROM course_designer_plans WHERE id = %(plan)s FOR UPDATE"
+    """The host's lock: the plan row, ``FOR UPDATE``; ``now()`` is the transaction's start.
+
+    No row comes back when the plan has no row (nothing is locked then).
+    """
+
+    clock_sql: Final = "SELECT now()"
 
     insert = (
         f"INSERT INTO {EVENTS} (id, course_designer_plan_id, actor_user_id, event_type, stage, "
@@ -201,4 +227,4 @@ class PostgreSQL(Dialect):
     """The NOTIFY channel a trigger on the change table signals."""
 
 
-__all__ = ["PostgreSQL", "plan_lock_key"]
+__all__ = ["PostgreSQL"]

@@ -97,7 +97,7 @@ class SQLite(Dialect):
 
     # -- writing -------------------------------------------------------------
 
-    def lock(self, raw: Any, plan_id: UUID) -> datetime:
+    def lock(self, raw: Any, plan_id: UUID, *, missing_ok: bool = False) -> datetime:
         # BEGIN IMMEDIATE already holds the database's write lock; the process
         # clock stands in for the transaction's start.
         return datetime.now(UTC)
