@@ -314,7 +314,7 @@ def test_stand_ins_are_marked_as_the_librarys_own_and_a_hosts_tables_are_not(hos
     finally:
         engine.dispose()
     with psycopg.connect(libpq_url(host)) as conn:
-        host_marks = dict(conn.execute(query).fetchall())
+        host_marks: dict[str, str | None] = dict(conn.execute(query).fetchall())
     assert host_marks == {
         "course_designer_plans": "A collaborative plan used to design a MOOC course over "
         "multiple months.",
