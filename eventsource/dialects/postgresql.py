@@ -146,24 +146,34 @@ class PostgreSQL(Dialect):
     ) -> tuple[datetime, int | None]:
         """BEGIN, lock, version check, inserts, bookkeeping and COMMIT in one round trip.
 
+        A failed statement makes the server skip the rest of the pipeline, a
+        statement's Parse included. psycopg prepares a statement on a later use and
+        counts it prepared as soon as it is sent, without looking at the result of
+        that Parse, so a statement whose turn came in an aborted pipeline would fail
+        on every later use ("prepared statement ... does not exist"). Aborts are
+        routine here (a refused version check, an unknown plan), so these statements
+        are never prepared; ``executemany`` prepares the insert at once and checks
+        the result, which is safe.
+
         Raises:
             VersionMismatch: the check failed; nothing was written (rolled back).
         """
         params = self.insert_rows(plan_id, rows, datetime.now(UTC))
         try:
             with raw.pipeline() as pipeline, raw.cursor() as lock, raw.cursor() as check:
-                raw.execute("BEGIN")
-                lock.execute(self.lock_sql, {"plan": plan_id})
+                raw.execute("BEGIN", prepare=False)
+                lock.execute(self.lock_sql, {"plan": plan_id}, prepare=False)
                 if accepted is not None:
                     check.execute(
                         self.check_version,
                         {"plan": plan_id, "low": accepted[0], "high": accepted[1]},
+                        prepare=False,
                     )
                 with raw.cursor() as cursor:
                     cursor.executemany(self.insert, params)
                     for sql, values in bookkeeping:
-                        cursor.execute(sql, values)
-                raw.execute("COMMIT")
+                        cursor.execute(sql, values, prepare=False)
+                raw.execute("COMMIT", prepare=False)
                 pipeline.sync()
                 stamp = lock.fetchone()
                 version = check.fetchone() if accepted is not None else None
