@@ -108,6 +108,17 @@ class SchemaMissing(EventSourceError):
         super().__init__(f"{detail}; run `eventsource migrate` against this database first")
 
 
+class HostTablesMissing(EventSourceError):
+    """An audit against the host service's tables found none to compare with."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(
+            f"the database has no {', '.join(missing)} table; host-drift compares rebuilt "
+            "plans with the host service's own tables: point it at the host's database"
+        )
+        self.missing = missing
+
+
 class TransientError(EventSourceError):
     """A failure that rerunning the whole transaction may cure (retried internally)."""
 

@@ -14,20 +14,24 @@ from .engine import (
     VerifyReport,
 )
 from .fold import FoldResult, FrozenMapping, canonical_json, fold, state_hash
+from .host_drift import DriftReport, FieldDrift, PlanDrift, host_drift
 from .registry import Registry, discover
 from .typing import Event, JSONValue, Projection
 from .worker import Finding, Worker, WorkerStats, reconcile
 
 __all__ = [
     "CourseDesignerPlanProjection",
+    "DriftReport",
     "Event",
     "FieldChange",
+    "FieldDrift",
     "Finding",
     "FoldResult",
     "FrozenMapping",
     "InlineProjections",
     "JSONValue",
     "LoadedState",
+    "PlanDrift",
     "PlanState",
     "Projection",
     "ProjectionEngine",
@@ -40,6 +44,7 @@ __all__ = [
     "canonical_json",
     "discover",
     "fold",
+    "host_drift",
     "reconcile",
     "state_hash",
 ]

@@ -33,6 +33,7 @@ from eventsource.jsonl import dumps_row
 from .demo import run_demo
 from .engine import ProjectionEngine
 from .generate import generate_rows
+from .host_drift_cli import command as host_drift
 from .registry import discover
 from .typing import Projection
 from .views import format_value, print_changes
@@ -370,6 +371,7 @@ def register(group: click.Group) -> None:
     """Add the projection commands to ``group`` (the ``eventsource.commands`` entry point)."""
     for command in (state, replay, verify, worker, reconcile, generate, demo):
         group.add_command(command)
+    group.add_command(host_drift)
     timeline = group.commands.get("timeline")
     if timeline is not None:
         group.add_command(with_changes(timeline))

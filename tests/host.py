@@ -59,7 +59,15 @@ def library_role(url: str) -> Iterator[str]:
 
     Dropped afterwards with everything it came to own.
     """
-    name = f"eventsource_lib_{uuid.uuid4().hex[:10]}"
+    with login_role(url, "eventsource_lib", ["GRANT USAGE, CREATE ON SCHEMA public TO {}"]) as role:
+        yield role
+
+
+@contextmanager
+def login_role(url: str, prefix: str, grants: Sequence[str]) -> Iterator[str]:
+    """A new login role in ``url``'s database with ``grants`` (``{}`` is the role): its
+    login URL. Dropped afterwards with everything it came to own."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = libpq_url(url)
     database = make_url(url).database or ""
     role = sql.Identifier(name)
@@ -68,7 +76,8 @@ def library_role(url: str) -> Iterator[str]:
         conn.execute(
             sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role)
         )
-        conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(role))
+        for grant in grants:
+            conn.execute(sql.SQL(grant).format(role))
     try:
         yield as_user(url, name)
     finally:
@@ -471,6 +480,7 @@ __all__ = [
     "grant_runtime",
     "host_database",
     "library_role",
+    "login_role",
     "stamp",
     "suggested",
 ]

@@ -407,7 +407,16 @@ def test_generate_is_deterministic_and_imports(backend_url: str, tmp_path: Path)
 # -- command discovery ---------------------------------------------------------
 
 STORE_COMMANDS = ("migrate", "import", "export", "append", "timeline", "audit", "delete", "restore")
-PROJECTION_COMMANDS = ("generate", "state", "replay", "verify", "reconcile", "worker", "demo")
+PROJECTION_COMMANDS = (
+    "generate",
+    "state",
+    "replay",
+    "verify",
+    "reconcile",
+    "worker",
+    "demo",
+    "host-drift",
+)
 
 
 def test_python_dash_m_eventsource_help_lists_every_command() -> None:
