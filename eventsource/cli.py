@@ -284,7 +284,15 @@ def migrate(database_url: str | None, sql: bool, create_roles: bool) -> None:
     is_flag=True,
     help="Create missing users and plans (minimal rows) in a standalone database.",
 )
-def import_(database_url: str | None, file: Path, create_parents: bool) -> None:
+@click.option(
+    "--allow-host-parents",
+    is_flag=True,
+    help="With --create-parents: also insert into parent tables that are the host "
+    "service's own, not eventsource migrate's stand-ins.",
+)
+def import_(
+    database_url: str | None, file: Path, create_parents: bool, allow_host_parents: bool
+) -> None:
     """Import FILE.jsonl (one event a line, the table's column names).
 
     All or nothing: a bad line names its number and nothing of the file is kept.
@@ -296,7 +304,13 @@ def import_(database_url: str | None, file: Path, create_parents: bool) -> None:
     with file.open("rb") as handle:
         total = sum(1 for line in handle if line.strip())
     with progress_bar(f"importing {file.name}", total) as advance:
-        result = import_file(store, str(file), create_parents=create_parents, progress=advance)
+        result = import_file(
+            store,
+            str(file),
+            create_parents=create_parents,
+            allow_host_parents=allow_host_parents,
+            progress=advance,
+        )
     click.echo(
         f"read {result.read} events: {result.inserted} inserted, {result.unchanged} "
         f"already stored, {result.plans} plans changed"

@@ -53,6 +53,18 @@ class UnknownReference(InvalidInput):
         )
 
 
+class HostParentsRefused(UnknownReference):
+    """``--create-parents`` would insert into a parent table that is the host's own.
+
+    Attributes:
+        table: the host's table (``users`` or ``course_designer_plans``).
+    """
+
+    def __init__(self, message: str, *, table: str, field: str) -> None:
+        super().__init__(message, field=field)
+        self.table = table
+
+
 class InvalidEventPayload(InvalidInput):
     """A stored payload does not match the projection's model for its type."""
 

@@ -408,6 +408,12 @@ class Dialect:
             f"ORDER BY course_designer_plan_id LIMIT {self.p('limit')}"
         )
 
+    @property
+    def table_note(self) -> str:
+        """Text a table carries that says who made it (``table``): its comment, or
+        its definition where tables have no comments. None when it does not exist."""
+        raise NotImplementedError
+
     # -- soft delete ---------------------------------------------------------
 
     @property

@@ -230,6 +230,11 @@ class PostgreSQL(Dialect):
         )
 
     @property
+    def table_note(self) -> str:
+        # The table the session's statements resolve the name to (search_path).
+        return "SELECT obj_description(to_regclass(%(table)s), 'pg_class')"
+
+    @property
     def claim(self) -> str:
         return super().claim + " FOR UPDATE SKIP LOCKED"
 

@@ -132,6 +132,11 @@ class SQLite(Dialect):
     """Positional, for ``executemany``; the store stamps the transaction's time."""
 
     @property
+    def table_note(self) -> str:
+        # No comments in SQLite; it keeps each CREATE TABLE as written, comments in it.
+        return "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :table"
+
+    @property
     def set_deleted(self) -> str:
         # SQLite's trigger has only a millisecond clock: the store stamps
         # updated_at with the microsecond transaction time the trigger would use.
