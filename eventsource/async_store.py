@@ -488,9 +488,9 @@ class AsyncEventStore:
 
         return await self.retrying(attempt)
 
-    async def lock_in(self, conn: AsyncRaw, plan_id: UUID) -> datetime:
+    async def lock_in(self, conn: AsyncRaw, plan_id: UUID, *, missing_ok: bool = False) -> datetime:
         """Serialize the plan's writers in the caller's write transaction; its time."""
-        return await run_async(self.sql.lock_program(plan_id), conn)
+        return await run_async(self.sql.lock_program(plan_id, missing_ok=missing_ok), conn)
 
     # -- the change-feed tier ----------------------------------------------------
 

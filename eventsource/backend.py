@@ -82,11 +82,7 @@ def translate(exc: DBAPIError | psycopg.Error | sqlite3.Error) -> EventSourceErr
                     "or import with --create-parents",
                     field="actor_user_id",
                 )
-            return UnknownReference(
-                "course_designer_plan_id names a plan that does not exist; create the plan "
-                "first or import with --create-parents",
-                field="course_designer_plan_id",
-            )
+            return UnknownReference.missing_plan()
         if state == "23505":
             return _duplicate_id()
         if state.startswith("22") or state in ("23514", "23502", "54000"):

@@ -461,7 +461,15 @@ def migrate(database_url: str | None, sql: bool, create_roles: bool) -> None:
     is_flag=True,
     help="Create missing users and plans (minimal rows) in a standalone database.",
 )
-def import_(database_url: str | None, file: str, create_parents: bool) -> None:
+@click.option(
+    "--allow-host-parents",
+    is_flag=True,
+    help="With --create-parents: also insert into parent tables that are the host "
+    "service's own, not eventsource migrate's stand-ins.",
+)
+def import_(
+    database_url: str | None, file: str, create_parents: bool, allow_host_parents: bool
+) -> None:
     """Import FILE.jsonl (one event a line, the table's column names); - reads stdin.
 
     FILE may be a pipe or a process substitution (<(...)): it is read once, as it
@@ -478,6 +486,7 @@ def import_(database_url: str | None, file: str, create_parents: bool) -> None:
             store,
             source_lines(source, advance),
             create_parents=create_parents,
+            allow_host_parents=allow_host_parents,
             phase=lambda name, total: display.task(
                 name, total, unit="" if total is None else "plans"
             ),

@@ -43,6 +43,27 @@ class InvalidInput(EventSourceError, ValueError):
 class UnknownReference(InvalidInput):
     """An event names a plan or actor that does not exist (a foreign key failed)."""
 
+    @classmethod
+    def missing_plan(cls) -> UnknownReference:
+        """The error of a write to a plan that has no ``course_designer_plans`` row."""
+        return cls(
+            "course_designer_plan_id names a plan that does not exist; create the plan "
+            "first or import with --create-parents",
+            field="course_designer_plan_id",
+        )
+
+
+class HostParentsRefused(UnknownReference):
+    """``--create-parents`` would insert into a parent table that is the host's own.
+
+    Attributes:
+        table: the host's table (``users`` or ``course_designer_plans``).
+    """
+
+    def __init__(self, message: str, *, table: str, field: str) -> None:
+        super().__init__(message, field=field)
+        self.table = table
+
 
 class InvalidEventPayload(InvalidInput):
     """A stored payload does not match the projection's model for its type."""
@@ -97,6 +118,17 @@ class SchemaMissing(EventSourceError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"{detail}; run `eventsource migrate` against this database first")
+
+
+class HostTablesMissing(EventSourceError):
+    """An audit against the host service's tables found none to compare with."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(
+            f"the database has no {', '.join(missing)} table; host-drift compares rebuilt "
+            "plans with the host service's own tables: point it at the host's database"
+        )
+        self.missing = missing
 
 
 class TransientError(EventSourceError):

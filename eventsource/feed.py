@@ -78,7 +78,7 @@ class ChangeFeedStore(FeedRules, StreamStore):
 
             def one(plan: UUID = plan_id) -> None:
                 with self.write_transaction() as connection:
-                    now = self.lock_plan(connection, plan)
+                    now = self.lock_plan(connection, plan, missing_ok=True)
                     self.record_change(self.raw(connection), plan, now)
 
             with_retries(one)

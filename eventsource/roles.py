@@ -3,7 +3,11 @@
 - ``eventsource_writer``: read everything, insert events, and update only the
   ``deleted_at`` column (soft delete and restore). It cannot change a payload
   or any other column, and cannot delete a row. It maintains the engine's own
-  tables (snapshots, change feed, retractions, replay progress).
+  tables (snapshots, change feed, retractions, replay progress). Writes lock the
+  plan's ``course_designer_plans`` row ``FOR UPDATE`` (the host's lock), which
+  PostgreSQL allows only with ``UPDATE`` on a column of it: the writer gets it on
+  ``updated_at`` alone, whose ``set_timestamp`` trigger (on a host's table) makes
+  it the column a write can least change.
 - ``eventsource_reader``: read only.
 
 Both are NOLOGIN group roles: grant them to the login roles your services use
@@ -55,6 +59,7 @@ def statements() -> list[str]:
         out.append(f"GRANT SELECT ON {', '.join(READABLE)} TO {role}")
     out.append(f"GRANT INSERT ON course_designer_plan_events TO {WRITER}")
     out.append(f"GRANT UPDATE (deleted_at) ON course_designer_plan_events TO {WRITER}")
+    out.append(f"GRANT UPDATE (updated_at) ON course_designer_plans TO {WRITER}")
     out.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(ENGINE_TABLES)} TO {WRITER}")
     return out
 

@@ -12,9 +12,11 @@ as the caller folds them: one consistent snapshot of the stream, never held in
 memory whole, never re-queried page by page.
 
 Writing. Every write runs in one transaction that first serializes the plan's
-writers (``pg_advisory_xact_lock`` on a 64-bit key of the plan id on
-PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so an expected-version check cannot
-be raced. In the same transaction the tiers above add their bookkeeping (the
+writers (on PostgreSQL the plan's ``course_designer_plans`` row ``FOR UPDATE``,
+the lock the host service takes before each of its writes, see
+``eventsource.dialects.postgresql``; ``BEGIN IMMEDIATE`` on SQLite), so an
+expected-version check cannot be raced, by the library or by the host. In the
+same transaction the tiers above add their bookkeeping (the
 change feed records the plan, the snapshot tier stales what the write lands
 before) and the registered write hooks run (inline projections). On PostgreSQL
 an append without hooks is one pipelined round trip, ``BEGIN`` to ``COMMIT``.
@@ -25,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
@@ -250,6 +252,11 @@ class StreamRules:
                     raise
                 yield Query("ROLLBACK")
                 (actual,) = yield Query(sql.version, {"plan": plan}, "one")
+                if not actual:
+                    (known,) = yield Query(sql.plan_exists, {"plan": plan}, "one")
+                    if not known:
+                        # The check ran before the inserts could fail on the key.
+                        raise UnknownReference.missing_plan() from None
                 raise ConcurrencyConflict(plan_id, label(expected), int(actual)) from None
             before = int(results[2][0])
             return AppendResult(plan_id, ids, len(rows), before + len(rows)), None
@@ -515,13 +522,21 @@ class StreamStore(StreamRules):
         with translated(), self.database.transaction(write=write) as raw:
             yield raw
 
-    def lock_in(self, raw: Raw, plan_id: UUID) -> datetime:
+    def lock_in(self, raw: Raw, plan_id: UUID, *, missing_ok: bool = False) -> datetime:
         """:meth:`lock_plan` on a driver connection in a write transaction."""
-        return self.sql.lock(raw, plan_id).astimezone(UTC)
+        return self.sql.lock(raw, plan_id, missing_ok=missing_ok)
 
-    def lock_plan(self, connection: Connection, plan_id: UUID) -> datetime:
-        """Serialize the plan's writers; return the transaction's timestamp."""
-        return self.sql.lock(self.raw(connection), plan_id).astimezone(UTC)
+    def lock_plan(
+        self, connection: Connection, plan_id: UUID, *, missing_ok: bool = False
+    ) -> datetime:
+        """Serialize the plan's writers; return the transaction's timestamp.
+
+        Raises:
+            UnknownReference: on PostgreSQL, the plan has no ``course_designer_plans``
+                row (its row is the lock), unless ``missing_ok`` (for bookkeeping on
+                plans the host removed: there is no writer to wait for).
+        """
+        return self.sql.lock(self.raw(connection), plan_id, missing_ok=missing_ok)
 
     # -- appending -------------------------------------------------------------
 

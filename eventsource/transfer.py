@@ -8,6 +8,17 @@ arrives, so it may be a pipe, stdin (``-``) or a process substitution
 skipped, so importing a file twice changes nothing. On PostgreSQL new rows go in
 with ``COPY``; the import holds ``SHARE ROW EXCLUSIVE`` on the event table so no
 append can interleave with it (plan-level locks would not scale to a whole file).
+
+Parents. ``create_parents`` inserts minimal ``users`` and ``course_designer_plans``
+rows for what the file names and the database lacks, but only into the stand-ins
+``eventsource migrate`` created for a standalone database. Those carry a mark
+(``migrations/versions/0001``: a table comment on PostgreSQL, a comment in the
+``CREATE TABLE`` text SQLite keeps). The mark is on the table itself rather than a
+row in a table of the library's: it cannot outlive the stand-in or be copied onto
+a table the host made later, and a DBA sees it in the table's description. A host's
+tables carry no mark, and the import refuses to write a row into them unless told
+to (``allow_host_parents``): a plan row made up from an event file would be a plan
+the host service never created, with none of its members, stages or checks.
 """
 
 from __future__ import annotations
@@ -26,7 +37,13 @@ from uuid import UUID, uuid5
 import orjson
 from sqlalchemy import Connection, func, select, update
 
-from .errors import IdempotencyConflict, InvalidInput, UnknownReference, UnusableFile
+from .errors import (
+    HostParentsRefused,
+    IdempotencyConflict,
+    InvalidInput,
+    UnknownReference,
+    UnusableFile,
+)
 from .events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     IMMUTABLE_FIELDS,
@@ -45,6 +62,8 @@ from .tables import course_designer_plans, users
 
 CHUNK: Final = 2000
 SYSTEM_USER_NAMESPACE: Final = UUID("5b0a4a3e-6f0f-4f5e-9a55-0c4c1f8a9d10")
+STAND_IN_MARK: Final = "eventsource stand-in"
+"""What ``eventsource migrate`` writes on the parent tables it creates itself."""
 
 Progress = Callable[[int], None]
 """Called with the number of lines (or rows) just processed."""
@@ -117,10 +136,19 @@ def _differing(stored: RecordedEvent, incoming: RecordedEvent) -> list[str]:
 
 
 class _Importer:
-    def __init__(self, store: EventStore, connection: Connection, create_parents: bool) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        connection: Connection,
+        create_parents: bool,
+        allow_host_parents: bool = False,
+    ) -> None:
         self.store = store
         self.connection = connection
         self.create_parents = create_parents
+        self.allow_host_parents = allow_host_parents
+        self.writable: set[str] = set()
+        """Parent tables found to be stand-ins (or allowed), so rows may go in."""
         self.known_plans: set[UUID] = set()
         self.stand_ins: set[UUID] = set()
         """Plans this import created with the system user, their creator not yet seen."""
@@ -196,6 +224,7 @@ class _Importer:
                     field="actor_user_id",
                 )
             if missing:
+                self.may_insert("users", actors[missing[0]], f"actor_user_id {missing[0]}")
                 self.connection.execute(users.insert(), [{"id": a} for a in missing])
                 self.users_created += len(missing)
             self.known_users.update(actors)
@@ -216,6 +245,12 @@ class _Importer:
                     field="course_designer_plan_id",
                 )
             if missing_plans:
+                lacking = missing_plans[0]
+                self.may_insert(
+                    "course_designer_plans",
+                    plans[lacking][0],
+                    f"course_designer_plan_id {lacking}",
+                )
                 rows = []
                 for plan in missing_plans:
                     creator = plans[plan][1]
@@ -243,6 +278,29 @@ class _Importer:
                     )
                     self.stand_ins.discard(event.plan_id)
 
+    def may_insert(self, table: str, line: int, what: str) -> None:
+        """Refuse to write parent rows into a host's ``table`` (unless allowed).
+
+        Raises:
+            HostParentsRefused: ``table`` is not a stand-in of eventsource migrate.
+        """
+        if table in self.writable:
+            return
+        if not self.allow_host_parents:
+            raw = self.store.raw(self.connection)
+            note = raw.execute(self.store.sql.table_note, {"table": table}).fetchone()
+            if note is None or not isinstance(note[0], str) or STAND_IN_MARK not in note[0]:
+                field = "actor_user_id" if table == "users" else "course_designer_plan_id"
+                raise HostParentsRefused(
+                    f"line {line}: {what} does not exist, and --create-parents inserts only "
+                    f"into the stand-in tables eventsource migrate creates: {table} here is "
+                    "the host service's own table (it has no stand-in mark); create the row "
+                    "in the host, or pass --allow-host-parents to insert a minimal row anyway",
+                    table=table,
+                    field=field,
+                )
+        self.writable.add(table)
+
     def system_user(self) -> UUID:
         """The creator recorded for a stand-in plan whose creation was not evented."""
         user = uuid5(SYSTEM_USER_NAMESPACE, "eventsource-import")
@@ -251,6 +309,7 @@ class _Importer:
                 select(func.count()).select_from(users).where(users.c.id == user)
             ).scalar_one()
             if not exists:
+                self.may_insert("users", 0, f"the import's system user {user}")
                 self.connection.execute(users.insert().values(id=user))
                 self.users_created += 1
             self.known_users.add(user)
@@ -268,6 +327,7 @@ def import_events(
     lines: Iterable[bytes | str],
     *,
     create_parents: bool = False,
+    allow_host_parents: bool = False,
     progress: Progress | None = None,
     phase: Phase | None = None,
 ) -> ImportResult:
@@ -277,16 +337,23 @@ def import_events(
     ``progress`` hears of lines as they are stored; ``phase`` of the work after
     the last line: recording each changed plan, then the commit.
 
+    Args:
+        create_parents: insert minimal users and plans the file names and the
+            database lacks, into the stand-in tables of a standalone database.
+        allow_host_parents: with ``create_parents``, insert them even into parent
+            tables that are not the library's stand-ins (a host's).
+
     Raises:
         InvalidInput: a bad line (the message names its number and field).
         UnknownReference: a plan or actor that does not exist, without
             ``create_parents``.
+        HostParentsRefused: ``create_parents`` would write into a host's table.
         IdempotencyConflict: an id already stored (or repeated) with other content.
     """
     read = 0
     with store.write_transaction() as connection:
         now = store.sql.lock_table(store.raw(connection)).astimezone(UTC)
-        importer = _Importer(store, connection, create_parents)
+        importer = _Importer(store, connection, create_parents, allow_host_parents)
         batch: list[tuple[int, RecordedEvent]] = []
         for item in parse_lines(lines, max_payload_bytes=store.max_payload_bytes):
             batch.append(item)
@@ -325,6 +392,7 @@ def import_file(
     path: str,
     *,
     create_parents: bool = False,
+    allow_host_parents: bool = False,
     progress: Progress | None = None,
     phase: Phase | None = None,
 ) -> ImportResult:
@@ -339,6 +407,7 @@ def import_file(
             store,
             source_lines(source),
             create_parents=create_parents,
+            allow_host_parents=allow_host_parents,
             progress=progress,
             phase=phase,
         )

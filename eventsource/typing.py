@@ -77,11 +77,14 @@ class StreamTier(Protocol):
         """A driver connection in a transaction."""
         ...
 
-    def lock_plan(self, connection: Connection, plan_id: UUID) -> datetime:
-        """Serialize the plan's writers in the caller's transaction."""
+    def lock_plan(
+        self, connection: Connection, plan_id: UUID, *, missing_ok: bool = ...
+    ) -> datetime:
+        """Serialize the plan's writers in the caller's transaction (the plan row on
+        PostgreSQL, the host's lock; ``missing_ok`` tolerates a plan with no row)."""
         ...
 
-    def lock_in(self, raw: Raw, plan_id: UUID) -> datetime:
+    def lock_in(self, raw: Raw, plan_id: UUID, *, missing_ok: bool = ...) -> datetime:
         """:meth:`lock_plan` on a driver connection."""
         ...
 

@@ -16,6 +16,7 @@ from .engine import (
     VerifyReport,
 )
 from .fold import FoldResult, FrozenMapping, canonical_json, fold, state_hash
+from .host_drift import DriftReport, FieldDrift, PlanDrift, host_drift
 from .registry import Registry, discover
 from .typing import Event, JSONValue, Projection
 from .worker import Finding, Worker, WorkerStats, reconcile
@@ -25,14 +26,17 @@ __all__ = [
     "AsyncProjectionEngine",
     "AsyncWorker",
     "CourseDesignerPlanProjection",
+    "DriftReport",
     "Event",
     "FieldChange",
+    "FieldDrift",
     "Finding",
     "FoldResult",
     "FrozenMapping",
     "InlineProjections",
     "JSONValue",
     "LoadedState",
+    "PlanDrift",
     "PlanState",
     "Projection",
     "ProjectionEngine",
@@ -45,6 +49,7 @@ __all__ = [
     "canonical_json",
     "discover",
     "fold",
+    "host_drift",
     "reconcile",
     "state_hash",
 ]

@@ -47,6 +47,7 @@ from eventsource.status import StoreStatus, store_status
 from .demo import run_demo
 from .engine import LoadedState, ProjectionEngine
 from .generate import generate_rows
+from .host_drift_cli import command as host_drift
 from .picture import with_picture
 from .portfolio import report
 from .registry import discover
@@ -640,6 +641,7 @@ def register(group: click.Group) -> None:
         report,
     ):
         group.add_command(command)
+    group.add_command(host_drift)
     timeline = group.commands.get("timeline")
     if timeline is not None:
         group.add_command(with_picture(with_changes(timeline)))

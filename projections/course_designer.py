@@ -68,6 +68,12 @@ PayloadStageStatus: TypeAlias = Literal["NotStarted", "InProgress", "Completed"]
 
 _STAGES: Final[tuple[StageName, ...]] = get_args(StageName)
 _STAGE_INDEX: Final[Mapping[str, int]] = MappingProxyType({s: i for i, s in enumerate(_STAGES)})
+_PLAN_RANK: Final[Mapping[str, int]] = MappingProxyType(
+    {s: i for i, s in enumerate(get_args(PlanStatus))}
+)
+_STAGE_STATUS_RANK: Final[Mapping[str, int]] = MappingProxyType(
+    {s: i for i, s in enumerate(get_args(StageStatus))}
+)
 _PAYLOAD_STAGE_INDEX: Final[Mapping[str, int]] = MappingProxyType(
     {s.capitalize(): i for i, s in enumerate(_STAGES)}
 )
@@ -250,6 +256,23 @@ _STATE_ADAPTER: Final = TypeAdapter(PlanState)
 # ``active_stage``; ``plan_completed`` ``status`` and ``active_stage``. So the
 # same-transaction pairs (completed + started, completed + plan_completed) write
 # disjoint fields and commute: the result does not depend on which comes first.
+#
+# Write order. ``occurred_at`` is a transaction's start, and the service's writers
+# queue on the plan row: two requests on one plan (a double-clicked "advance") can
+# commit in the opposite order of their starts, so the stream lists the one that
+# committed second first. The service's rows follow commit order, and in that order
+# nothing ever goes back. So the reducers only move things forward, which makes
+# overlapping transactions fold to the service's rows in either order:
+#
+# * a plan's status and a stage's status only move forward (a plan in
+#   ``ready_to_start`` stays there on a schedule save, a completed plan stays
+#   completed, a completed stage is never in progress again);
+# * the active stage is the furthest stage started, none once the plan completed;
+# * stage times never go backwards along the workflow (each stage starts no
+#   earlier than the one before it started, and completes no earlier than it
+#   started): a transaction that completed a stage ran after the one that started
+#   it, whatever their starts say. The times themselves are the closest the events
+#   record (``activated_at``, else ``occurred_at``), not the service's clock.
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -273,37 +296,91 @@ def _stage_index(event: Event) -> int:
     return index
 
 
+def _forward(current: PlanStatus, proposed: PlanStatus) -> PlanStatus:
+    """The later of two plan statuses: a plan's status never goes back."""
+    return proposed if _PLAN_RANK[proposed] >= _PLAN_RANK[current] else current
+
+
 def _plan(
     state: PlanState,
     status: PlanStatus,
     active_stage: StageName | None,
     stages: tuple[StageState, ...],
 ) -> PlanState:
+    status = _forward(state.status, status)
     return PlanState(
         plan_id=state.plan_id,
         name=state.name,
         status=status,
-        active_stage=active_stage,
+        active_stage=None if status == "completed" else active_stage,
         created_by_user_id=state.created_by_user_id,
         stages=stages,
     )
 
 
-def _started(stages: tuple[StageState, ...], index: int, at: datetime) -> tuple[StageState, ...]:
+def _furthest(active: StageName | None, index: int) -> StageName:
+    """The active stage once stage ``index`` started: the furthest started."""
+    if active is not None and _STAGE_INDEX[active] > index:
+        return active
+    return _STAGES[index]
+
+
+def _in_workflow_order(stages: tuple[StageState, ...]) -> tuple[StageState, ...]:
+    """``stages`` with every time raised to the latest time before it in the
+    workflow (each start, then each completion, stage by stage): no stage starts
+    before the previous one started, nor completes before it started itself."""
+    floor: datetime | None = None
+    out: list[StageState] | None = None
+    for i, s in enumerate(stages):
+        started, completed = s.actual_started_at, s.actual_completed_at
+        if started is not None:
+            if floor is not None and started < floor:
+                started = floor
+            floor = started
+        if completed is not None:
+            if floor is not None and completed < floor:
+                completed = floor
+            floor = completed
+        if started is not s.actual_started_at or completed is not s.actual_completed_at:
+            if out is None:
+                out = list(stages)
+            out[i] = StageState(
+                stage=s.stage,
+                status=s.status,
+                planned_starts_on=s.planned_starts_on,
+                planned_ends_on=s.planned_ends_on,
+                actual_started_at=started,
+                actual_completed_at=completed,
+            )
+    return stages if out is None else tuple(out)
+
+
+def _stage_moved(
+    stages: tuple[StageState, ...],
+    index: int,
+    status: StageStatus,
+    started: datetime | None = None,
+    completed: datetime | None = None,
+) -> tuple[StageState, ...]:
+    """Stage ``index`` moved to ``status`` (never back) at the given times."""
     # Without a schedule there is no stage row to change (the service never lets that
     # happen); the plan-level part of the event still applies.
     if not stages:
         return stages
     s = stages[index]
-    started = StageState(
+    moved = StageState(
         stage=s.stage,
-        status="in_progress",
+        status=status if _STAGE_STATUS_RANK[status] >= _STAGE_STATUS_RANK[s.status] else s.status,
         planned_starts_on=s.planned_starts_on,
         planned_ends_on=s.planned_ends_on,
-        actual_started_at=at,
-        actual_completed_at=s.actual_completed_at,
+        actual_started_at=s.actual_started_at if started is None else started,
+        actual_completed_at=s.actual_completed_at if completed is None else completed,
     )
-    return (*stages[:index], started, *stages[index + 1 :])
+    return _in_workflow_order((*stages[:index], moved, *stages[index + 1 :]))
+
+
+def _started(stages: tuple[StageState, ...], index: int, at: datetime) -> tuple[StageState, ...]:
+    return _stage_moved(stages, index, "in_progress", started=at)
 
 
 def _on_plan_created(state: PlanState, event: Event) -> PlanState:
@@ -311,7 +388,7 @@ def _on_plan_created(state: PlanState, event: Event) -> PlanState:
     return PlanState(
         plan_id=state.plan_id,
         name=payload.name,
-        status="draft",
+        status=state.status,  # draft, unless listed after later writes
         active_stage=state.active_stage,
         created_by_user_id=event.actor_user_id,
         stages=state.stages,
@@ -337,7 +414,7 @@ def _saved_schedule(state: PlanState, payload: _ScheduleSaved, status: PlanStatu
     return PlanState(
         plan_id=state.plan_id,
         name=payload.name if "name" in payload.model_fields_set else state.name,
-        status=status,
+        status=_forward(state.status, status),
         active_stage=state.active_stage,
         created_by_user_id=state.created_by_user_id,
         stages=stages,
@@ -349,17 +426,21 @@ def _on_schedule_created(state: PlanState, event: Event) -> PlanState:
 
 
 def _on_schedule_updated(state: PlanState, event: Event) -> PlanState:
-    status: PlanStatus = "ready_to_start" if state.status == "ready_to_start" else "scheduling"
-    return _saved_schedule(state, _payload(event, ScheduleUpdated), status)
+    # A plan in ready_to_start stays there (older services): the forward rule.
+    return _saved_schedule(state, _payload(event, ScheduleUpdated), "scheduling")
 
 
 def _on_schedule_finalized(state: PlanState, event: Event) -> PlanState:
     payload = _payload(event, ScheduleFinalized)
     if payload.active_stage is None or payload.activated_at is None:
         return _plan(state, "ready_to_start", state.active_stage, state.stages)
+    # The service's own clock, read after the lock: closer than occurred_at.
     index = _PAYLOAD_STAGE_INDEX[payload.active_stage]
     return _plan(
-        state, "in_progress", _STAGES[index], _started(state.stages, index, payload.activated_at)
+        state,
+        "in_progress",
+        _furthest(state.active_stage, index),
+        _started(state.stages, index, payload.activated_at),
     )
 
 
@@ -367,7 +448,10 @@ def _on_plan_started(state: PlanState, event: Event) -> PlanState:
     _payload(event, PlanStarted)
     index = _stage_index(event)
     return _plan(
-        state, "in_progress", _STAGES[index], _started(state.stages, index, event.occurred_at)
+        state,
+        "in_progress",
+        _furthest(state.active_stage, index),
+        _started(state.stages, index, event.occurred_at),
     )
 
 
@@ -407,28 +491,20 @@ def _on_stage_extended(state: PlanState, event: Event) -> PlanState:
 def _on_stage_completed(state: PlanState, event: Event) -> PlanState:
     _payload(event, StageCompleted)
     index = _stage_index(event)
-    stages = state.stages
-    if not stages:
+    if not state.stages:
         return state
-    s = stages[index]
-    completed = StageState(
-        stage=s.stage,
-        status="completed",
-        planned_starts_on=s.planned_starts_on,
-        planned_ends_on=s.planned_ends_on,
-        actual_started_at=s.actual_started_at,
-        actual_completed_at=event.occurred_at,
-    )
-    return _plan(
-        state, state.status, state.active_stage, (*stages[:index], completed, *stages[index + 1 :])
-    )
+    stages = _stage_moved(state.stages, index, "completed", completed=event.occurred_at)
+    return _plan(state, state.status, state.active_stage, stages)
 
 
 def _on_stage_started(state: PlanState, event: Event) -> PlanState:
     _payload(event, StageStarted)
     index = _stage_index(event)
     return _plan(
-        state, state.status, _STAGES[index], _started(state.stages, index, event.occurred_at)
+        state,
+        state.status,
+        _furthest(state.active_stage, index),
+        _started(state.stages, index, event.occurred_at),
     )
 
 
@@ -484,7 +560,9 @@ class CourseDesignerPlanProjection:
     """The plan state of ``spec/DOMAIN.md``, folded from a plan's events."""
 
     name: str = "course_designer_plan"
-    version: int = 1
+    version: int = 2
+    """2: statuses, the active stage and stage times only move forward (overlapping
+    transactions fold to the service's rows in either order)."""
     handles: frozenset[str] | None = frozenset(_REDUCERS)
     payload_models: Mapping[str, type[BaseModel]] = _PAYLOAD_MODELS
     # Same-transaction pairs share both timestamps; ranking stage_completed first

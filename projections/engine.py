@@ -444,7 +444,7 @@ class ProjectionEngine:
         def rebuild(batch: list[UUID]) -> None:
             with self.store.driver_transaction(write=True) as raw:
                 for plan in batch:
-                    now = self.store.lock_in(raw, plan)
+                    now = self.store.lock_in(raw, plan, missing_ok=True)
                     self.refresh_in(raw, projection, plan, from_scratch=True)
                     self.store.mark_finished(raw, name, plan, now)
 

@@ -127,8 +127,9 @@ class Worker:
         The claimed change-feed row, not ``EventStore.lock_plan``, is what keeps
         the plan's stream still while it is folded: every library write upserts
         that row before it commits, so it waits for the claim. Taking the plan's
-        advisory lock here as well would deadlock: a writer holds it while it
-        waits for the row, and the worker would hold the row while it waited.
+        lock (its ``course_designer_plans`` row) here as well would deadlock: a
+        writer holds it while it waits for the row, and the worker would hold the
+        row while it waited.
         """
 
         started = time.monotonic()
@@ -327,7 +328,8 @@ def _snapshot_plans(store: WorkerStore) -> Iterator[UUID]:
 
 def _queue(store: WorkerStore, plan_id: UUID, projections: list[str]) -> None:
     with store.write_transaction() as connection:
-        now = store.lock_plan(connection, plan_id)
+        # A plan the host deleted outright has no row left to lock, nor writers.
+        now = store.lock_plan(connection, plan_id, missing_ok=True)
         store.record_change(store.raw(connection), plan_id, now)
         # A snapshot whose covered events changed behind the library's back
         # must be re-folded from scratch, not extended.

@@ -423,6 +423,7 @@ PROJECTION_COMMANDS = (
     "schema",
     "demo",
     "report",
+    "host-drift",
 )
 
 

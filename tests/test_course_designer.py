@@ -232,7 +232,7 @@ def plan_json(
 def test_the_projection_satisfies_the_protocol() -> None:
     assert isinstance(PROJECTION, Projection)
     assert PROJECTION.name == "course_designer_plan"
-    assert PROJECTION.version == 1
+    assert PROJECTION.version == 2
 
 
 def test_it_handles_exactly_the_event_catalogue() -> None:

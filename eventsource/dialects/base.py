@@ -26,6 +26,7 @@ from uuid import UUID
 
 import orjson
 
+from ..errors import UnknownReference
 from ..events import RecordedEvent
 from ..program import Pipeline, Program, Query, run
 
@@ -161,15 +162,30 @@ class Dialect:
         """The transaction's time, from :meth:`lock_step`'s row."""
         return datetime.now(UTC)
 
-    def lock_program(self, plan_id: UUID) -> Program[datetime]:
-        """Lock the plan in the caller's write transaction; the transaction's time (UTC)."""
+    def lock_program(self, plan_id: UUID, *, missing_ok: bool = False) -> Program[datetime]:
+        """Lock the plan in the caller's write transaction; the transaction's time (UTC).
+
+        Raises:
+            UnknownReference: the plan has no row (where the lock is the plan row),
+                unless ``missing_ok``: a plan without a row has no writers to wait for.
+        """
         step = self.lock_step(plan_id)
-        row = None if step is None else (yield step)
+        row = None
+        if step is not None:
+            row = yield step
+            if row is None:
+                # No plan row, no lock: the insert this lock precedes would fail on
+                # the plan's foreign key, so fail the same way before it.
+                if not missing_ok:
+                    raise UnknownReference.missing_plan()
+                row = yield Query(self.clock_sql, None, "one")
         return self.lock_time(row).astimezone(UTC)
 
-    def lock(self, raw: Any, plan_id: UUID) -> datetime:
+    clock_sql: str = "SELECT now()"
+
+    def lock(self, raw: Any, plan_id: UUID, *, missing_ok: bool = False) -> datetime:
         """:meth:`lock_program` on a blocking driver connection."""
-        return run(self.lock_program(plan_id), raw)
+        return run(self.lock_program(plan_id, missing_ok=missing_ok), raw)
 
     def insert_rows(
         self, plan_id: UUID, rows: Iterable[Any], now: datetime
@@ -405,6 +421,12 @@ class Dialect:
     def known_users(self, count: int) -> str:
         ids = ", ".join(self.p(f"id{index}") for index in range(count))
         return f"SELECT id FROM users WHERE id IN ({ids})"
+
+    @property
+    def table_note(self) -> str:
+        """Text a table carries that says who made it (``table``): its comment, or
+        its definition where tables have no comments. None when it does not exist."""
+        raise NotImplementedError
 
     @property
     def plan_ids(self) -> str:

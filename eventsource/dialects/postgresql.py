@@ -3,6 +3,25 @@
 psycopg already returns ``uuid.UUID``, aware UTC datetimes (sessions run in UTC)
 and, through the engine's orjson loader, decoded ``jsonb``: a fetched event row
 is a :class:`RecordedEvent` as it stands.
+
+The plan lock is the host's lock. The upstream service serializes every write to
+a plan by selecting the plan's ``course_designer_plans`` row ``FOR UPDATE`` first,
+then updating its own rows and inserting the event, in one transaction. The
+library takes exactly that row lock, in the same transaction as its own work, so
+library appends, soft deletes and restores queue behind the service's writes and
+the service's behind them: an expected-version check counts the events after
+every earlier writer committed (each statement of a READ COMMITTED transaction
+sees what committed before it; the lock's wait ends at the other's commit). A
+private lock (an advisory lock, say) would serialize only the library with
+itself and let a service write land between a version check and an insert.
+
+Lock order, so nothing deadlocks: a writer takes the plan row, then (library
+writes) the change-feed row, then snapshot rows. Workers never take the plan row:
+they hold a change-feed row while they fold, and a writer holding the plan row
+may be waiting for that very row (``projections.worker``). An event insert's
+foreign key takes ``FOR KEY SHARE`` on the plan row, which a transaction that
+holds ``FOR UPDATE`` already covers. Locking a row needs ``UPDATE`` privilege on
+one of its columns; a host grants the narrowest (README, "Beside the host").
 """
 
 from __future__ import annotations
@@ -15,12 +34,6 @@ from uuid import UUID
 from ..events import RecordedEvent
 from ..program import Many, Pipeline, Query
 from .base import EVENT_COLUMNS, EVENTS, Dialect
-
-
-def plan_lock_key(plan_id: UUID) -> int:
-    """A signed 64-bit advisory-lock key derived from the plan id."""
-    return int.from_bytes(plan_id.bytes[:8], "big", signed=True)
-
 
 _new_event: Final = tuple.__new__
 
@@ -64,10 +77,10 @@ class PostgreSQL(Dialect):
     pipelines = True
 
     def lock_step(self, plan_id: UUID) -> Query:
-        return Query(self.lock_sql, {"key": plan_lock_key(plan_id)}, "one")
+        return Query(self.lock_sql, {"plan": plan_id}, "one")
 
     def lock_time(self, row: Any) -> datetime:
-        stamp: datetime = row[1]
+        stamp: datetime = row[0]
         return stamp
 
     def insert_rows(
@@ -140,8 +153,11 @@ class PostgreSQL(Dialect):
             ]
         )
 
-    lock_sql: Final = "SELECT pg_advisory_xact_lock(%(key)s), now()"
-    """Serializes the plan's writers; ``now()`` is the transaction's start."""
+    lock_sql: Final = "SELECT now() FROM course_designer_plans WHERE id = %(plan)s FOR UPDATE"
+    """The host's lock: the plan row, ``FOR UPDATE``; ``now()`` is the transaction's start.
+
+    No row comes back when the plan has no row (nothing is locked then).
+    """
 
     insert = (
         f"INSERT INTO {EVENTS} (id, course_designer_plan_id, actor_user_id, event_type, stage, "
@@ -180,6 +196,11 @@ class PostgreSQL(Dialect):
         )
 
     @property
+    def table_note(self) -> str:
+        # The table the session's statements resolve the name to (search_path).
+        return "SELECT obj_description(to_regclass(%(table)s), 'pg_class')"
+
+    @property
     def claim(self) -> str:
         return super().claim + " FOR UPDATE SKIP LOCKED"
 
@@ -192,4 +213,4 @@ class PostgreSQL(Dialect):
     """The NOTIFY channel a trigger on the change table signals."""
 
 
-__all__ = ["PostgreSQL", "plan_lock_key"]
+__all__ = ["PostgreSQL"]

@@ -37,6 +37,8 @@ def fast_uuid(text: str) -> UUID:
 
 
 class SQLite(Dialect):
+    """BEGIN IMMEDIATE takes the database's write lock: no plan lock to take (lock_step)."""
+
     name = "sqlite"
 
     def p(self, name: str) -> str:
@@ -125,6 +127,11 @@ class SQLite(Dialect):
         "payload, occurred_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
     """Positional, for ``executemany``; the store stamps the transaction's time."""
+
+    @property
+    def table_note(self) -> str:
+        # No comments in SQLite; it keeps each CREATE TABLE as written, comments in it.
+        return "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :table"
 
     @property
     def set_deleted(self) -> str:

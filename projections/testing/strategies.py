@@ -10,8 +10,10 @@ Two families:
   path of ``spec/DOMAIN.md`` (draft, scheduling, ready to start, in progress at any
   stage, completed), written by the older or the newer service, with the
   same-transaction pairs, backfilled imports, soft-deleted mistakes and unknown
-  event types of real logs. A story also carries the state the service's own tables
-  would hold, so a projection can be checked against it.
+  event types of real logs, and (``overlaps=True``) double-clicked advances whose
+  second transaction began before the first and committed after it. A story also
+  carries the state the service's own tables would hold, so a projection can be
+  checked against it.
 
 Every stream is a ``list`` of :class:`~eventsource.events.RecordedEvent` in the order
 the rows were recorded (``created_at`` never decreases), exactly as the store would
@@ -41,6 +43,7 @@ from ..typing import JSONValue
 
 __all__ = [
     "COURSE_DESIGNER_EVENT_TYPES",
+    "MAX_LOCK_WAIT",
     "FloatPolicy",
     "PlanPath",
     "PlanStory",
@@ -261,6 +264,11 @@ _GAPS: Final = st.timedeltas(timedelta(seconds=1), timedelta(days=21))
 _RETRACTION_DELAYS: Final = st.timedeltas(timedelta(seconds=1), timedelta(days=3))
 _SUGGESTED: Final = ((1, 1, 2, 1, 1), (1, 2, 3, 2, 1), (2, 2, 4, 3, 1))
 _ONE_DAY: Final = timedelta(days=1)
+MAX_LOCK_WAIT: Final = timedelta(milliseconds=900)
+"""The longest a double-clicked advance waits for the plan row in generated plans
+(and the longest it began before the first); below the one-second gap between
+other writes, so a double click overlaps only its own pair."""
+_OVERLAP: Final = st.timedeltas(timedelta(microseconds=1), MAX_LOCK_WAIT)
 
 
 @dataclass(frozen=True)
@@ -272,8 +280,12 @@ class PlanStory:
         service: the service version that wrote it.
         path: where the workflow stopped.
         events: every row (deleted mistakes included), in the order recorded.
-        expected: the plan state JSON of ``DOMAIN.md`` that the live events must
-            fold to.
+        expected: the plan state JSON of ``DOMAIN.md`` that the service's rows hold
+            and the live events must fold to. After a double click (see
+            ``double_clicks``) the stage times the later-committed advance wrote are
+            its own clock, read after it waited for the first: later than anything
+            its events record, by less than :data:`MAX_LOCK_WAIT`.
+        double_clicks: how many pairs of overlapping advances the plan had.
     """
 
     plan_id: UUID
@@ -281,6 +293,7 @@ class PlanStory:
     path: PlanPath
     events: tuple[RecordedEvent, ...]
     expected: dict[str, JSONValue]
+    double_clicks: int = 0
 
     @property
     def live(self) -> tuple[RecordedEvent, ...]:
@@ -417,6 +430,42 @@ class _PlanBuilder:
         stage.status, stage.started = "in_progress", at
         self.active = index
 
+    def advance(self, index: int, tx: _Tx | None = None, clock: datetime | None = None) -> _Tx:
+        """Complete stage ``index`` and start the next (or complete the plan), as one
+        transaction: ``tx`` (committed now) or a new one; the rows get ``clock``,
+        the service's time, else the transaction's."""
+        # stage_completed and what follows share a transaction, hence timestamps.
+        following: tuple[str, str | None, dict[str, Any]] = (
+            ("stage_started", STAGES[index + 1], {})
+            if index + 1 < len(STAGES)
+            else ("plan_completed", None, {})
+        )
+        completed: tuple[str, str | None, dict[str, Any]] = ("stage_completed", STAGES[index], {})
+        if tx is None:
+            tx = self.commit(completed, following)
+        else:
+            actor = self.actor()
+            tx.events = [(t, s, p, actor) for t, s, p in (completed, following)]
+            self.txs.append(tx)
+        at = tx.at if clock is None else clock
+        self.stages[index].status, self.stages[index].completed = "completed", at
+        if index + 1 < len(STAGES):
+            self.start(index + 1, at)
+        else:
+            self.status, self.active = "completed", None
+        return tx
+
+    def double_click(self, index: int) -> None:
+        """Two advance requests at once: the one that began second takes the plan's
+        lock first and commits; the other, which began earlier (its events'
+        ``occurred_at``), then advances the stage after, with the service's clock
+        read once it has the lock."""
+        first = self.advance(index)
+        began = first.at - self.draw(_OVERLAP, label="began earlier by")
+        clock = first.at + self.draw(_OVERLAP, label="waited for the lock")
+        self.advance(index + 1, _Tx(began, []), clock)
+        self.now = max(self.now, clock)
+
     def extend(self, *, deleted: bool = False) -> None:
         assert self.active is not None
         index = self.active
@@ -489,6 +538,7 @@ def course_designer_stories(
     mistakes: bool = True,
     unknown_events: bool = True,
     backfills: bool = True,
+    overlaps: bool = False,
     plan_id: UUID | None = None,
     start: st.SearchStrategy[datetime] | None = None,
 ) -> PlanStory:
@@ -503,6 +553,8 @@ def course_designer_stories(
         unknown_events: allow event types the plan projection does not know.
         backfills: allow backfilled imports (whole transactions recorded later,
             ``created_at`` after ``occurred_at``).
+        overlaps: allow double-clicked advances (two advances on one plan whose
+            transactions overlap: the later commit has the earlier ``occurred_at``).
         plan_id: the plan's id (drawn when None).
         start: when the plan is created.
     """
@@ -572,28 +624,30 @@ def course_designer_stories(
             plan.status = "in_progress"
             plan.start(0, activated)
             step()
+    double_clicks = 0
     if path in ("in_progress", "completed"):
         stop = draw(st.integers(0, 4), label="stop at stage") if path == "in_progress" else None
-        for index in range(len(STAGES)):
+        last = len(STAGES) if stop is None else stop  # the stage the plan ends in (5: done)
+        index = 0
+        while index < last:
             for _ in range(draw(st.integers(0, 2), label="extensions")):
                 plan.extend()
                 step()
-            if index == stop:
-                break
-            # stage_completed and what follows share a transaction, hence timestamps.
-            following: tuple[str, str | None, dict[str, Any]] = (
-                ("stage_started", STAGES[index + 1], {})
-                if index + 1 < len(STAGES)
-                else ("plan_completed", None, {})
-            )
-            tx = plan.commit(("stage_completed", STAGES[index], {}), following)
-            plan.stages[index].status, plan.stages[index].completed = "completed", tx.at
-            if index + 1 < len(STAGES):
-                plan.start(index + 1, tx.at)
+            if overlaps and index + 2 <= last and draw(st.booleans(), label="double click"):
+                plan.double_click(index)
+                double_clicks += 1
+                index += 2
             else:
-                plan.status, plan.active = "completed", None
+                plan.advance(index)
+                index += 1
             step()
-    return PlanStory(ident, service, path, _rows(draw, plan, backfills), plan.expected())
+        if stop is not None:
+            for _ in range(draw(st.integers(0, 2), label="extensions")):
+                plan.extend()
+                step()
+    return PlanStory(
+        ident, service, path, _rows(draw, plan, backfills), plan.expected(), double_clicks
+    )
 
 
 def _rows(draw: st.DrawFn, plan: _PlanBuilder, backfills: bool) -> tuple[RecordedEvent, ...]:
