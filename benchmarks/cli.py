@@ -82,6 +82,12 @@ def parser() -> argparse.ArgumentParser:
         "extra); with --only, add them to the chosen workloads",
     )
     p.add_argument(
+        "--faces",
+        action="store_true",
+        help="run only the asyncio face beside the blocking one: append and load latency "
+        "p50/p99, 100 concurrent loads (asyncio vs a thread pool)",
+    )
+    p.add_argument(
         "--only",
         metavar="NAME",
         action="append",
@@ -158,9 +164,27 @@ def _chosen(
     return [w for w in WORKLOADS if w.key.lower() in wanted or w.name in wanted], peer_workloads
 
 
+def _faces(args: argparse.Namespace) -> int:
+    from . import faces
+
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    rounds = args.repeat or (2 if args.quick else 5)
+    for backend in backends:
+        try:
+            with scratch_database(backend, args.database_url) as scratch:
+                rows = faces.run(scratch, quick=args.quick, rounds=rounds)
+        except PostgresUnavailable as exc:
+            print(f"postgresql skipped: {exc}", file=sys.stderr)
+            continue
+        print(faces.format_rows(backend, rows))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
+    if args.faces:
+        return _faces(args)
     workloads, peer_workloads = _chosen(args.only, args.peer, p)
     sizes = QUICK if args.quick else FULL
     repeat = args.repeat or (2 if args.quick else 3)

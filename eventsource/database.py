@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,8 +31,29 @@ Raw = Any
 """A driver connection: ``psycopg.Connection`` or ``sqlite3.Connection``."""
 
 
+class _Held:
+    """A pooled connection a thread keeps; back to the pool when the thread ends."""
+
+    def __init__(self, fairy: PoolProxiedConnection) -> None:
+        self.fairy: PoolProxiedConnection | None = fairy
+
+    def release(self) -> None:
+        fairy, self.fairy = self.fairy, None
+        if fairy is None:
+            return
+        try:
+            Database.checkin(fairy)
+        except (psycopg.Error, sqlite3.Error):
+            fairy.invalidate()
+
+    def __del__(self) -> None:
+        # The thread-local slot is dropped when its thread ends: without this, a
+        # pool of short-lived threads would keep every connection checked out.
+        self.release()
+
+
 class _Pinned(threading.local):
-    fairy: PoolProxiedConnection | None = None
+    held: _Held | None = None
     busy: bool = False
 
 
@@ -42,7 +64,7 @@ class Database:
         self.engine = engine
         self.dialect: Dialect = dialect_for(engine)
         self._pinned = _Pinned()
-        self._all: list[PoolProxiedConnection] = []
+        self._all: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     def _checkout(self) -> PoolProxiedConnection:
@@ -53,7 +75,8 @@ class Database:
         return fairy
 
     @staticmethod
-    def _checkin(fairy: PoolProxiedConnection) -> None:
+    def checkin(fairy: PoolProxiedConnection) -> None:
+        """Return a connection to the pool as SQLAlchemy expects it (no transaction)."""
         raw = fairy.driver_connection
         if isinstance(raw, psycopg.Connection) and not raw.closed:
             if raw.info.transaction_status != TransactionStatus.IDLE:
@@ -70,14 +93,15 @@ class Database:
         """
         pinned = self._pinned
         own = not pinned.busy
-        fairy = pinned.fairy if own else None
+        held = pinned.held if own else None
+        fairy = None if held is None else held.fairy
         if fairy is None:
             with translated():
                 fairy = self._checkout()
             if own:
-                pinned.fairy = fairy
+                held = pinned.held = _Held(fairy)
                 with self._lock:
-                    self._all.append(fairy)
+                    self._all.add(held)
         if own:
             pinned.busy = True
         try:
@@ -89,19 +113,17 @@ class Database:
             )
             if broken:
                 fairy.invalidate(exc if isinstance(exc, Exception) else None)
-                if own:
-                    pinned.fairy = None
-                    with self._lock:
-                        if fairy in self._all:
-                            self._all.remove(fairy)
+                if held is not None:
+                    held.fairy = None
+                    pinned.held = None
             else:
                 _reset(fairy.driver_connection)
             if not own and not broken:
-                self._checkin(fairy)
+                self.checkin(fairy)
             raise
         else:
             if not own:
-                self._checkin(fairy)
+                self.checkin(fairy)
         finally:
             if own:
                 pinned.busy = False
@@ -125,12 +147,9 @@ class Database:
     def close(self) -> None:
         """Return every held connection; then the engine's pool can be disposed."""
         with self._lock:
-            held, self._all = self._all, []
-        for fairy in held:
-            try:
-                self._checkin(fairy)
-            except (psycopg.Error, sqlite3.Error):
-                fairy.invalidate()
+            held, self._all = list(self._all), weakref.WeakSet()
+        for holder in held:
+            holder.release()
         self._pinned = _Pinned()
 
 
