@@ -12,6 +12,7 @@ its own ``BEGIN`` and ``COMMIT`` inside one pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import weakref
@@ -44,12 +45,15 @@ class _Held:
         try:
             Database.checkin(fairy)
         except (psycopg.Error, sqlite3.Error):
-            fairy.invalidate()
+            with contextlib.suppress(Exception):
+                fairy.invalidate()
 
     def __del__(self) -> None:
         # The thread-local slot is dropped when its thread ends: without this, a
         # pool of short-lived threads would keep every connection checked out.
-        self.release()
+        # Never raise from the collector (the engine may be disposed already).
+        with contextlib.suppress(Exception):
+            self.release()
 
 
 class _Pinned(threading.local):

@@ -108,10 +108,11 @@ class SnapshotRules(FeedRules):
         ranks: Ranks,
         valid_at: datetime | None,
     ) -> list[tuple[str, dict[str, Any]]]:
-        """The snapshot's SELECT and, joined with it, the live events after it.
+        """The snapshot's SELECT and the live events after it (see ``snapshot_tail``).
 
-        Read together, from one snapshot of the database: the tail is empty when
-        the snapshot is missing, stale or of another ``version``.
+        Read together, from one snapshot of the database: without a usable
+        snapshot (missing, stale, of another ``version``) the second statement
+        returns the whole live stream, so a load is one round trip either way.
         """
         sql = self.sql
         params: dict[str, Any] = {**self.snapshot_key(plan_id, projection), "version": version}
@@ -166,11 +167,13 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
         *,
         valid_at: datetime | None = None,
     ) -> tuple[Snapshot | None, list[RecordedEvent]]:
-        """The plan's snapshot and, when it is usable, the live events after it.
+        """The plan's snapshot and the live events after it, or all of them without one.
 
         Both come from one snapshot of the database, in one round trip on
-        PostgreSQL. The tail is empty when the snapshot is missing, stale or of
-        another ``version``: the caller then reads the whole stream.
+        PostgreSQL. Without a usable snapshot (missing, stale, of another
+        ``version``) the events are the whole live stream, fetched at once: with
+        snapshots taken every few hundred events that stays short; a plan with no
+        snapshot policy is better read with ``read`` (streamed).
         """
         statements = self.tail_statements(plan_id, projection, version, ranks, valid_at)
         self.check_schema()

@@ -28,6 +28,7 @@ from .engine import (
     snapshot_status,
     snapshot_usable,
     starting_point,
+    tail_is_whole_stream,
 )
 from .fold import fold
 from .typing import Projection
@@ -114,6 +115,8 @@ class AsyncProjectionEngine:
             )
             if snapshot_usable(snapshot, projection, as_of):
                 loaded = await self._fold(projection, plan_id, start=snapshot, tail=tail)
+            elif tail_is_whole_stream(snapshot, projection):
+                loaded = await self._fold(projection, plan_id, tail=tail)
         if loaded is None:
             loaded = await self._fold(projection, plan_id, valid_at=as_of, known_at=known_at)
         if use_snapshot and should_snapshot(

@@ -156,6 +156,11 @@ def snapshot_usable(
     return snapshot.position is not None and snapshot.position.occurred_at <= as_of
 
 
+def tail_is_whole_stream(snapshot: Snapshot | None, projection: Projection[Any]) -> bool:
+    """Whether ``load_with_tail`` returned every live event (no usable snapshot to follow)."""
+    return snapshot is None or not snapshot.usable_for(projection.name, projection.version)
+
+
 def should_snapshot(
     snapshot_every: int | None,
     projection: Projection[Any],
@@ -314,9 +319,10 @@ class ProjectionEngine:
             snapshot, tail = self.store.load_with_tail(
                 plan_id, projection.name, projection.version, ranks, valid_at=as_of
             )
-            usable = snapshot_usable(snapshot, projection, as_of)
-            if usable:
+            if snapshot_usable(snapshot, projection, as_of):
                 loaded = self._fold_stream(projection, plan_id, start=snapshot, tail=tail)
+            elif tail_is_whole_stream(snapshot, projection):
+                loaded = self._fold_stream(projection, plan_id, tail=tail)
         if loaded is None:
             loaded = self._fold_stream(projection, plan_id, valid_at=as_of, known_at=known_at)
         if (

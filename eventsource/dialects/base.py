@@ -303,35 +303,46 @@ class Dialect:
 
     @cache  # noqa: B019 - one dialect per store, a handful of shapes each
     def snapshot_tail(self, ranks: Ranks, valid: bool) -> str:
-        """The live events after the plan's usable snapshot, in stream order.
+        """The live events after the plan's usable snapshot, or all of them without one.
 
-        Joined with the snapshot row itself, so it can go out in the same round
-        trip as the snapshot's own SELECT: no rows when there is no usable
-        snapshot (missing, stale or of another ``version``). Parameters: ``plan``,
-        ``projection``, ``version``; ``valid_at`` with ``valid``.
+        The snapshot's position comes in through scalar subqueries, evaluated once,
+        so the timeline index seeks straight to it (a join would scan the plan).
+        A snapshot that is missing, stale or of another ``version`` gives no
+        position, and then every live event qualifies: one statement serves a load
+        either way, and goes out in the same round trip as the snapshot's SELECT.
+        Parameters: ``plan``, ``projection``, ``version``; ``valid_at`` with ``valid``.
         """
+        usable = (
+            "FROM eventsource_snapshots WHERE plan_id = {plan} AND projection = {projection} "
+            "AND NOT stale AND projection_version = {version}"
+        ).format(plan=self.p("plan"), projection=self.p("projection"), version=self.p("version"))
+
+        def bound(column: str, otherwise: str) -> str:
+            return f"COALESCE((SELECT {column} {usable}), {otherwise})"
+
         position = (
-            "s.position_occurred_at",
-            "s.position_created_at",
-            "s.position_rank",
-            "s.position_id",
+            bound("position_occurred_at", self.min_timestamp),
+            bound("position_created_at", self.min_timestamp),
+            bound("position_rank", "-2147483648"),
+            bound("position_id", self.min_uuid),
         )
-        columns = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
-        rank = rank_sql(ranks, "e.event_type", self.literal)
         conditions = [
-            f"e.course_designer_plan_id = {self.p('plan')}",
-            "e.deleted_at IS NULL",
-            "NOT s.stale",
-            f"s.projection_version = {self.p('version')}",
-            f"(s.position_id IS NULL OR ({self.after_position(rank, position, 'e.')}))",
+            f"course_designer_plan_id = {self.p('plan')}",
+            "deleted_at IS NULL",
+            self.after_position(rank_sql(ranks, literal=self.literal), position),
         ]
         if valid:
-            conditions.append(f"e.occurred_at <= {self.p('valid_at')}")
+            conditions.append(f"occurred_at <= {self.p('valid_at')}")
         return (
-            f"SELECT {columns} FROM {EVENTS} e JOIN eventsource_snapshots s "
-            f"ON s.plan_id = e.course_designer_plan_id AND s.projection = {self.p('projection')} "
-            "WHERE " + " AND ".join(conditions) + " ORDER BY " + order_by(ranks, "e.", self.literal)
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE "
+            + " AND ".join(conditions)
+            + " ORDER BY "
+            + order_by(ranks, literal=self.literal)
         )
+
+    min_timestamp: str = "'0000-01-01T00:00:00.000000Z'"
+    """Before every stored timestamp (SQLite's text sorts as the instants do)."""
+    min_uuid: str = "'00000000-0000-0000-0000-000000000000'"
 
     def live(self, valid: bool, known: bool) -> list[str]:
         """Which rows count: live now, or as known at ``known_at``; by ``valid_at``."""

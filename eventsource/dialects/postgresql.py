@@ -54,6 +54,9 @@ class PostgreSQL(Dialect):
         # psycopg reads % in statement text as a placeholder: double it.
         return super().literal(text).replace("%", "%%")
 
+    min_timestamp = "'-infinity'::timestamptz"
+    min_uuid = "'00000000-0000-0000-0000-000000000000'::uuid"
+
     def clock(self, name: str) -> str:
         # now(): the transaction's start, the clock of the table's own defaults.
         return "now()"
