@@ -511,9 +511,8 @@ class AsyncEventStore:
         if self.dialect != "postgresql":
             return None
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                autocommit=True, connect_timeout=5, **libpq_params(self.url)
-            )
+            params = {"connect_timeout": 5, **libpq_params(self.url)}  # the URL's wins
+            conn = await psycopg.AsyncConnection.connect(autocommit=True, **params)
         except psycopg.Error:
             return None
         try:

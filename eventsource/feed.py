@@ -112,9 +112,9 @@ class ChangeFeedStore(FeedRules, StreamStore):
         if not self.sql.supports_skip_locked:
             return None
         # The engine's own connection parameters; LISTEN channels are per database.
-        params = libpq_params(self.engine.url)
+        params = {"connect_timeout": 5, **libpq_params(self.engine.url)}  # the URL's wins
         try:
-            conn = psycopg.connect(autocommit=True, connect_timeout=5, **params)
+            conn = psycopg.connect(autocommit=True, **params)
         except psycopg.Error as exc:
             log.warning("LISTEN unavailable (%s); polling instead", exc)
             return None

@@ -41,7 +41,7 @@ from projections import (
     ProjectionEngine,
     canonical_json,
 )
-from tests.conftest import DATA, make_plan
+from tests.conftest import DATA, make_plan, pg_database
 
 PROJECTION = CourseDesignerPlanProjection()
 
@@ -303,3 +303,23 @@ def test_fastapi_example_appends_with_if_match_loads_and_pages_the_timeline(
     bad = client.post(f"/plans/{plan}/events", json={"events": [{"event_type": " "}]})
     assert bad.status_code == 422
     assert json.loads(bad.text)["field"] == "event_type"
+
+
+@pytest.mark.postgres
+def test_listen_keeps_a_connect_timeout_given_in_the_url_on_both_faces() -> None:
+    with pg_database() as (url, _store):
+        timed = url + ("&" if "?" in url else "?") + "connect_timeout=3"
+        listener = EventStore.from_url(timed).listen()
+        assert listener is not None
+        assert listener.info.get_parameters().get("connect_timeout") == "3"
+        listener.close()
+
+        async def listen() -> str | None:
+            async with AsyncEventStore.from_url(timed) as async_store:
+                conn = await async_store.listen()
+                assert conn is not None
+                value = conn.info.get_parameters().get("connect_timeout")
+                await conn.close()
+                return value
+
+        assert asyncio.run(listen()) == "3"
