@@ -534,29 +534,14 @@ class AsyncEventStore:
         valid_at: datetime | None = None,
     ) -> tuple[Snapshot | None, list[RecordedEvent]]:
         """The plan's snapshot and the live events after it, from one snapshot."""
-        statements = self.rules.tail_statements(plan_id, projection, version, ranks, valid_at)
         await self.check_schema()
 
-        async def look() -> list[list[Any]]:
+        async def look() -> tuple[Snapshot | None, list[RecordedEvent]]:
+            program = self.rules.tail_program(plan_id, projection, version, ranks, valid_at)
             async with self.connection() as conn:
-                if isinstance(conn, psycopg.AsyncConnection):
-                    async with conn.pipeline():
-                        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                        cursors = [await conn.execute(s, p) for s, p in statements]
-                        await conn.execute("COMMIT")
-                    return [list(await cursor.fetchall()) for cursor in cursors]
-                await conn.execute("BEGIN")
-                try:
-                    results = []
-                    for statement, params in statements:
-                        cursor = await conn.execute(statement, params)
-                        results.append(list(await cursor.fetchall()))
-                finally:
-                    await conn.execute("COMMIT")
-                return results
+                return await run_async(program, conn)
 
-        snapshot_rows, tail_rows = await self.retrying(look)
-        return self.rules.decode_tail(plan_id, snapshot_rows, tail_rows)
+        return await self.retrying(look)
 
     async def load_snapshot(
         self, conn: AsyncRaw, plan_id: UUID, projection: str

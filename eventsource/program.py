@@ -31,7 +31,7 @@ class Query:
     """One statement; the program receives its first row, all rows or rowcount."""
 
     sql: str
-    params: Mapping[str, Any] | Sequence[Any] | None = None
+    params: Mapping[str, Any] | Sequence[Any] = ()
     how: How = "none"
 
 

@@ -26,6 +26,7 @@ from .dialects import Ranks
 from .events import RecordedEvent, check_timestamp
 from .feed import ChangeFeedStore, FeedRules
 from .positions import StreamPosition
+from .program import Pipeline, Program, Query, run
 from .streams import Bookkeeping
 
 
@@ -123,6 +124,29 @@ class SnapshotRules(FeedRules):
             (sql.snapshot_tail(ranks, valid_at is not None), params),
         ]
 
+    def tail_program(
+        self,
+        plan_id: UUID,
+        projection: str,
+        version: int,
+        ranks: Ranks,
+        valid_at: datetime | None,
+    ) -> Program[tuple[Snapshot | None, list[RecordedEvent]]]:
+        """A load's reads as one program: BEGIN (one snapshot), the two SELECTs, COMMIT.
+
+        A pipeline, so PostgreSQL gets it in one round trip; run outside any
+        transaction, on an autocommit connection.
+        """
+        statements = self.tail_statements(plan_id, projection, version, ranks, valid_at)
+        results = yield Pipeline(
+            [
+                Query(self.sql.begin_snapshot_read),
+                *(Query(sql, params, "all") for sql, params in statements),
+                Query("COMMIT"),
+            ]
+        )
+        return self.decode_tail(plan_id, results[1], results[2])
+
     def decode_tail(
         self, plan_id: UUID, snapshot_rows: Sequence[Any], tail_rows: Sequence[Any]
     ) -> tuple[Snapshot | None, list[RecordedEvent]]:
@@ -175,11 +199,10 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
         snapshots taken every few hundred events that stays short; a plan with no
         snapshot policy is better read with ``read`` (streamed).
         """
-        statements = self.tail_statements(plan_id, projection, version, ranks, valid_at)
+        program = self.tail_program(plan_id, projection, version, ranks, valid_at)
         self.check_schema()
         with translated(), self.database.connection() as raw:
-            snapshot_rows, tail_rows = self.sql.read_together(raw, statements)
-        return self.decode_tail(plan_id, snapshot_rows, tail_rows)
+            return run(program, raw)
 
     def save_snapshot(self, raw: Raw, snapshot: Snapshot) -> None:
         """Insert or replace the plan's snapshot, fresh, in ``raw``'s transaction."""

@@ -18,7 +18,7 @@ page would re-scan every tied row on each page: quadratic in a one-append plan).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Final
@@ -178,7 +178,7 @@ class Dialect:
                 # the plan's foreign key, so fail the same way before it.
                 if not missing_ok:
                     raise UnknownReference.missing_plan()
-                row = yield Query(self.clock_sql, None, "one")
+                row = yield Query(self.clock_sql, (), "one")
         return self.lock_time(row).astimezone(UTC)
 
     clock_sql: str = "SELECT now()"
@@ -201,17 +201,6 @@ class Dialect:
                 yield from rows
         finally:
             cursor.close()
-
-    def read_together(
-        self, raw: Any, statements: Sequence[tuple[str, Mapping[str, Any]]]
-    ) -> list[list[Any]]:
-        """Every row of several statements, all read from one snapshot."""
-        raw.execute("BEGIN")
-        try:
-            results = [raw.execute(sql, params).fetchall() for sql, params in statements]
-        finally:
-            raw.execute("COMMIT")
-        return results
 
     def lock_table(self, raw: Any) -> datetime:
         """Hold off every other writer of the event table (bulk import); its time."""
@@ -372,6 +361,9 @@ class Dialect:
             "after_r": position.rank,
             "after_i": self.uuid(position.id),
         }
+
+    begin_snapshot_read: str = "BEGIN"
+    """Starts a read transaction that sees one snapshot (SQLite's WAL gives one)."""
 
     table_names: str = "SELECT name FROM sqlite_master WHERE type = 'table'"
     """The tables visible to the connection (the schema check)."""

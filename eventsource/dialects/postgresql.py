@@ -26,7 +26,7 @@ one of its columns; a host grants the narrowest (README, "Beside the host").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
@@ -53,6 +53,8 @@ class PostgreSQL(Dialect):
     def literal(self, text: str) -> str:
         # psycopg reads % in statement text as a placeholder: double it.
         return super().literal(text).replace("%", "%%")
+
+    begin_snapshot_read = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
     min_timestamp = "'-infinity'::timestamptz"
     min_uuid = "'00000000-0000-0000-0000-000000000000'::uuid"
@@ -108,16 +110,6 @@ class PostgreSQL(Dialect):
         # to declare, no re-query per page, memory bounded by ``size``.
         with raw.cursor() as cursor:
             yield from cursor.stream(sql, params, size=size)
-
-    def read_together(
-        self, raw: Any, statements: Sequence[tuple[str, Mapping[str, Any]]]
-    ) -> list[list[Any]]:
-        # One round trip: BEGIN, the reads and COMMIT go out in one pipeline.
-        with raw.pipeline():
-            raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            cursors = [raw.execute(sql, params) for sql, params in statements]
-            raw.execute("COMMIT")
-        return [cursor.fetchall() for cursor in cursors]
 
     def lock_table(self, raw: Any) -> datetime:
         raw.execute(f"LOCK TABLE {EVENTS} IN SHARE ROW EXCLUSIVE MODE")
