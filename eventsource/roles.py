@@ -28,6 +28,7 @@ ENGINE_TABLES: Final = (
     "eventsource_plan_changes",
     "eventsource_retractions",
     "eventsource_replay_progress",
+    "eventsource_quarantine",
 )
 READABLE: Final = (
     "course_designer_plan_events",

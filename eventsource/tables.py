@@ -123,4 +123,21 @@ replay_progress = Table(
 )
 """Plans a named ``replay`` run has finished, so an interrupted run resumes."""
 
-ENGINE_TABLES = (snapshots, plan_changes, retractions, replay_progress)
+quarantine = Table(
+    "eventsource_quarantine",
+    metadata,
+    Column("plan_id", UUIDType, primary_key=True),
+    Column("projection", String(255), primary_key=True),
+    Column("projection_version", Integer, nullable=False),
+    Column("event_id", UUIDType),
+    Column("event_type", String(255)),
+    Column("error", String, nullable=False),
+    Column("stream_events", BigInteger, nullable=False),
+    Column("stream_updated_at", Timestamp),
+    Column("first_seen", Timestamp, nullable=False),
+    Column("last_seen", Timestamp, nullable=False),
+    Column("attempts", Integer, nullable=False),
+)
+"""Plans a projection cannot fold, skipped until their stream changes (migration 0003)."""
+
+ENGINE_TABLES = (snapshots, plan_changes, retractions, replay_progress, quarantine)
