@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -324,11 +325,24 @@ def differing_fields(stored: RecordedEvent, **candidate: Any) -> list[str]:
     ]
 
 
+def is_blank(text: str) -> bool:
+    """Nothing to see, so no event type: only whitespace and format characters
+    (category Cf, such as U+200B ZERO WIDTH SPACE, U+FEFF, U+2060 WORD JOINER), or
+    nothing at all."""
+    if text.isascii():
+        return not text.strip()
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in text)
+
+
 def validate_event_type(event_type: Any) -> str:
     if not isinstance(event_type, str):
         raise InvalidInput("event_type must be a string", field="event_type")
-    if not event_type.strip():
-        raise InvalidInput("event_type is blank; give the event a type name", field="event_type")
+    if is_blank(event_type):
+        raise InvalidInput(
+            f"event_type is blank ({event_type[:20]!a}: only whitespace or invisible "
+            "format characters); give the event a type name",
+            field="event_type",
+        )
     if len(event_type) > EVENT_TYPE_MAX:
         raise InvalidInput(
             f"event_type is {len(event_type)} characters, over the column's {EVENT_TYPE_MAX}",

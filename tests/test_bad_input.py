@@ -63,6 +63,9 @@ CATALOGUE: dict[str, list[tuple[str, NewEvent]]] = {
         ("event_type-empty", bad(event_type="")),
         ("event_type-spaces", bad(event_type="   ")),
         ("event_type-whitespace", bad(event_type="\t\n ")),
+        ("event_type-zero-width-space", bad(event_type="\u200b")),
+        ("event_type-byte-order-mark", bad(event_type="\ufeff")),
+        ("event_type-invisible-mix", bad(event_type=" \u200b\u2060\u00a0\u3000\u200d")),
         ("event_type-256-chars", bad(event_type="x" * 256)),
         ("event_type-nul", bad(event_type="plan\x00created")),
         ("event_type-surrogate", bad(event_type="plan\ud800")),
@@ -161,6 +164,7 @@ def test_the_limits_themselves_are_accepted(store: EventStore, plan: Plan) -> No
         NewEvent("é" * 255, {}),
         NewEvent("t", {"big": 2**64 - 1, "small": -(2**63)}),
         NewEvent("t", {"unicode": "é😀\u2028", "nested": {"list": [1.5, None, True, "s"]}}),
+        NewEvent("plan\u200b_created", {}),  # not blank: visible characters around it
         NewEvent("t", {}, occurred_at=datetime(2025, 1, 1, tzinfo=timezone(timedelta(hours=-8)))),
         *(NewEvent("t", {}, stage=stage) for stage in STAGES),
     ]

@@ -36,7 +36,7 @@ from uuid import UUID
 
 from hypothesis import strategies as st
 
-from eventsource.events import STAGES, RecordedEvent
+from eventsource.events import STAGES, RecordedEvent, is_blank
 from eventsource.jsonl import format_timestamp
 
 from ..typing import JSONValue
@@ -145,7 +145,7 @@ def json_objects(
 
 def event_types(known: Sequence[str] = GENERIC_EVENT_TYPES) -> st.SearchStrategy[str]:
     """Mostly ``known`` types (so streams repeat them), sometimes arbitrary text."""
-    arbitrary = st.text(_TEXT_CHARS, min_size=1, max_size=40).filter(lambda s: bool(s.strip()))
+    arbitrary = st.text(_TEXT_CHARS, min_size=1, max_size=40).filter(lambda s: not is_blank(s))
     if not known:
         return arbitrary
     return st.sampled_from(tuple(known)) | arbitrary
@@ -259,7 +259,7 @@ _PATHS: Final[tuple[PlanPath, ...]] = (
 _PAYLOAD_STAGES: Final = tuple(s.capitalize() for s in STAGES)
 _UNKNOWN_TYPES: Final = st.sampled_from(UNKNOWN_EVENT_TYPES) | st.text(
     _TEXT_CHARS, min_size=1, max_size=40
-).filter(lambda t: bool(t.strip()) and t not in COURSE_DESIGNER_EVENT_TYPES)
+).filter(lambda t: not is_blank(t) and t not in COURSE_DESIGNER_EVENT_TYPES)
 _GAPS: Final = st.timedeltas(timedelta(seconds=1), timedelta(days=21))
 _RETRACTION_DELAYS: Final = st.timedeltas(timedelta(seconds=1), timedelta(days=3))
 _SUGGESTED: Final = ((1, 1, 2, 1, 1), (1, 2, 3, 2, 1), (2, 2, 4, 3, 1))
