@@ -85,6 +85,17 @@ JSON_INT_MIN: Final = -(2**63)
 JSON_INT_MAX: Final = 2**64 - 1
 """The integers the JSON codec (orjson) writes and reads back exactly."""
 
+MAX_PAYLOAD_DEPTH: Final = 64
+"""How deep objects and arrays may nest in a payload, the payload object being level 1.
+
+Far below what the codecs and the interpreter can take (orjson writes 254 levels and
+reads 1,024, jsonb and Python's own recursion run out somewhere in the thousands), so a
+payload is refused with its path before any of them fails, on every backend alike.
+"""
+
+Path = tuple[str | int, ...]
+"""Where a value sits in a JSON document: object keys and array indexes."""
+
 
 def _is_utf8(text: str) -> bool:
     try:
@@ -101,66 +112,126 @@ def _plain(value: Any) -> Any:
     raise TypeError
 
 
-def _check_json(value: Any, path: str) -> None:
-    # PostgreSQL's jsonb refuses \u0000 and has no NaN/Infinity; SQLite must refuse
-    # the same so both backends store exactly the same set of payloads.
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidInput(
-                f"{path} contains a NUL character (\\u0000), which jsonb cannot store; remove it",
-                field="payload",
-            )
-        if not _is_utf8(value):
-            raise InvalidInput(
-                f"{path} contains a lone surrogate, which is not valid UTF-8; fix the text",
-                field="payload",
-            )
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int):
-        if not JSON_INT_MIN <= value <= JSON_INT_MAX:
-            raise InvalidInput(
-                f"{path} is an integer outside {JSON_INT_MIN}..{JSON_INT_MAX}; "
-                "store it as a string",
-                field="payload",
-            )
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInput(
-                f"{path} is {value!r}; JSON has no NaN or Infinity, use null or a string",
-                field="payload",
-            )
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidInput(f"{path} has a non-string key {key!r}", field="payload")
-            if "\x00" in key:
+def _where(root: str | None, path: Path) -> str:
+    """``payload.stages[2].name``; with no root the first key names the column.
+
+    A long path keeps its first and last four steps (deep nesting would make a
+    message of hundreds of characters).
+    """
+    steps = [f"[{step}]" if isinstance(step, int) else f".{step}" for step in path]
+    if len(steps) > 10:
+        steps = [*steps[:4], f"[... {len(steps) - 8} levels ...]", *steps[-4:]]
+    if root is None:
+        if not steps:
+            return "the line"
+        steps[0] = steps[0].removeprefix(".")
+        return "".join(steps)
+    return root + "".join(steps)
+
+
+def _field(root: str | None, path: Path) -> str | None:
+    if root is not None:
+        return root
+    return str(path[0]) if path else None
+
+
+def _too_deep(root: str | None, path: Path) -> InvalidInput:
+    return InvalidInput(
+        f"{_where(root, path)} nests objects and arrays more than {MAX_PAYLOAD_DEPTH} levels "
+        "deep; flatten it (or store the deep part as a string)",
+        field=_field(root, path),
+    )
+
+
+def _check_json(document: Any, root: str | None = "payload") -> None:
+    """Refuse what is not portable JSON, naming the path of the first offence.
+
+    PostgreSQL's jsonb refuses ``\\u0000`` and has no NaN/Infinity; SQLite must refuse
+    the same so both backends store exactly the same set of payloads. A walk with a
+    stack of its own, not recursion: the nesting limit is checked before any depth
+    could exhaust the interpreter. ``root`` is what the document is called in
+    messages (``payload``); ``None`` for a whole exchange-format line, whose first
+    key then names the column.
+    """
+    offset = 0 if root is None else 1  # the level of a container at a path
+    stack: list[tuple[Any, Path]] = [(document, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
                 raise InvalidInput(
-                    f"{path} has a key containing a NUL character (\\u0000); remove it",
-                    field="payload",
+                    f"{_where(root, path)} contains a NUL character (\\u0000), which jsonb "
+                    "cannot store; remove it",
+                    field=_field(root, path),
                 )
-            if not _is_utf8(key):
+            if not _is_utf8(value):
                 raise InvalidInput(
-                    f"{path} has a key containing a lone surrogate (not valid UTF-8); fix it",
-                    field="payload",
+                    f"{_where(root, path)} contains a lone surrogate, which is not valid "
+                    "UTF-8; fix the text",
+                    field=_field(root, path),
                 )
-            _check_json(item, f"{path}.{key}")
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_json(item, f"{path}[{index}]")
-    else:
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not JSON_INT_MIN <= value <= JSON_INT_MAX:
+                raise InvalidInput(
+                    f"{_where(root, path)} is an integer outside {JSON_INT_MIN}..{JSON_INT_MAX}; "
+                    "store it as a string",
+                    field=_field(root, path),
+                )
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidInput(
+                    f"{_where(root, path)} is {value!r}; JSON has no NaN or Infinity, use null "
+                    "or a string",
+                    field=_field(root, path),
+                )
+        elif isinstance(value, Mapping | list | tuple):
+            if len(path) + offset > MAX_PAYLOAD_DEPTH:
+                raise _too_deep(root, path)
+            children: list[tuple[Any, Path]] = []
+            if isinstance(value, Mapping):
+                for key, item in value.items():
+                    _check_key(key, root, path)
+                    children.append((item, (*path, key)))
+            else:
+                children = [(item, (*path, index)) for index, item in enumerate(value)]
+            stack.extend(reversed(children))  # the first offence in document order
+        else:
+            raise InvalidInput(
+                f"{_where(root, path)} holds a {type(value).__name__}, which is not JSON; "
+                "use objects, arrays, strings, numbers, booleans or null",
+                field=_field(root, path),
+            )
+
+
+def _check_key(key: Any, root: str | None, path: Path) -> None:
+    where, field = _where(root, path), _field(root, path)
+    if not isinstance(key, str):
+        raise InvalidInput(f"{where} has a non-string key {key!r}", field=field)
+    if "\x00" in key:
         raise InvalidInput(
-            f"{path} holds a {type(value).__name__}, which is not JSON; "
-            "use objects, arrays, strings, numbers, booleans or null",
-            field="payload",
+            f"{where} has a key containing a NUL character (\\u0000); remove it", field=field
         )
+    if not _is_utf8(key):
+        raise InvalidInput(
+            f"{where} has a key containing a lone surrogate (not valid UTF-8); fix it",
+            field=field,
+        )
+
+
+def _openers(source: str | bytes) -> int:
+    if isinstance(source, str):
+        return source.count("{") + source.count("[")
+    return source.count(b"{") + source.count(b"[")
 
 
 def validate_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
     """Check a payload and return its JSON encoding.
 
     Raises:
-        InvalidInput: not an object, not JSON, NaN/Infinity, NUL, or too large.
+        InvalidInput: not an object, not JSON, NaN/Infinity, NUL, an integer beyond
+            64 bits, nested beyond :data:`MAX_PAYLOAD_DEPTH`, or too large.
     """
     return _encode(payload, max_bytes)[0]
 
@@ -168,9 +239,10 @@ def validate_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -
 def _fast_encode(payload: Any) -> tuple[bytes, dict[str, Any]] | None:
     """The common case in C: a plain dict that orjson writes and reads back equal.
 
-    orjson itself refuses lone surrogates, non-string keys and out-of-range
-    integers; NaN/Infinity (which it writes as null) and tuples make the
-    round-tripped value differ; NUL shows as an escape in the output. Any of
+    orjson itself refuses lone surrogates, non-string keys, out-of-range integers
+    and nesting past 254 levels; NaN/Infinity (which it writes as null) and tuples
+    make the round-tripped value differ; NUL shows as an escape in the output; a
+    payload with more containers than the nesting limit may nest too deep. Any of
     those falls back to the precise walk, which names the offending path.
     """
     if type(payload) is not dict:
@@ -184,7 +256,24 @@ def _fast_encode(payload: Any) -> tuple[bytes, dict[str, Any]] | None:
     decoded = orjson.loads(encoded)
     if decoded != payload:
         return None
+    if _openers(encoded) > MAX_PAYLOAD_DEPTH and not _within_depth(decoded):
+        return None
     return encoded, decoded
+
+
+def _within_depth(payload: dict[str, Any]) -> bool:
+    """Whether decoded JSON nests at most :data:`MAX_PAYLOAD_DEPTH` levels (a walk over
+    its containers only, level by level)."""
+    level: list[Any] = [payload]
+    for _ in range(MAX_PAYLOAD_DEPTH):
+        below: list[Any] = []
+        for container in level:
+            items = container.values() if type(container) is dict else container
+            below.extend(item for item in items if type(item) is dict or type(item) is list)
+        if not below:
+            return True
+        level = below
+    return False
 
 
 def _encode(payload: Any, max_bytes: int) -> tuple[bytes, dict[str, Any]]:

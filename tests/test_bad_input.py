@@ -25,12 +25,40 @@ from eventsource.errors import (
     SchemaMissing,
     UnknownReference,
 )
-from eventsource.events import DEFAULT_MAX_PAYLOAD_BYTES, STAGES, NewEvent, same_json
+from eventsource.events import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    MAX_PAYLOAD_DEPTH,
+    STAGES,
+    NewEvent,
+    same_json,
+)
 from eventsource.tables import events
 from tests.conftest import make_plan
 
 Plan = tuple[UUID, UUID]
 AWARE = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
+
+
+def nested(levels: int, leaf: Any = None) -> dict[str, Any]:
+    """An object nesting ``levels`` objects deep (itself level 1), ``leaf`` innermost."""
+    value: dict[str, Any] = {"leaf": leaf}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def nested_lists(levels: int) -> list[Any]:
+    """An array nesting ``levels`` arrays deep (itself level 1)."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def cycle() -> dict[str, Any]:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    return loop
 
 
 def good(name: str = "note_added") -> NewEvent:
@@ -91,6 +119,12 @@ CATALOGUE: dict[str, list[tuple[str, NewEvent]]] = {
         ("payload-int-key", bad(payload={1: "x"})),
         ("payload-datetime", bad(payload={"at": AWARE})),
         ("payload-set", bad(payload={"s": {1, 2}})),
+        ("payload-65-levels", bad(payload=nested(65))),
+        ("payload-65-levels-of-arrays", bad(payload={"a": nested_lists(64)})),
+        ("payload-255-levels", bad(payload=nested(255))),  # past what orjson writes
+        ("payload-5000-levels", bad(payload=nested(5000))),  # past Python's recursion
+        ("payload-65-levels-of-mappings", bad(payload=MappingProxyType(nested(65)))),
+        ("payload-containing-itself", bad(payload=cycle())),
     ],
     "stage": [
         ("stage-capitalised", bad(stage="Analysis")),
@@ -164,6 +198,8 @@ def test_the_limits_themselves_are_accepted(store: EventStore, plan: Plan) -> No
         NewEvent("é" * 255, {}),
         NewEvent("t", {"big": 2**64 - 1, "small": -(2**63)}),
         NewEvent("t", {"unicode": "é😀\u2028", "nested": {"list": [1.5, None, True, "s"]}}),
+        NewEvent("t", nested(MAX_PAYLOAD_DEPTH)),
+        NewEvent("t", {"a": nested_lists(MAX_PAYLOAD_DEPTH - 1)}),
         NewEvent("plan\u200b_created", {}),  # not blank: visible characters around it
         NewEvent("t", {}, occurred_at=datetime(2025, 1, 1, tzinfo=timezone(timedelta(hours=-8)))),
         *(NewEvent("t", {}, stage=stage) for stage in STAGES),
@@ -174,6 +210,8 @@ def test_the_limits_themselves_are_accepted(store: EventStore, plan: Plan) -> No
     assert stored[result.event_ids[0]].event_type == "x" * 255
     assert stored[result.event_ids[2]].payload == {"big": 2**64 - 1, "small": -(2**63)}
     assert stored[result.event_ids[3]].payload["unicode"] == "é😀\u2028"
+    assert stored[result.event_ids[4]].payload == nested(MAX_PAYLOAD_DEPTH)
+    assert stored[result.event_ids[5]].payload == {"a": nested_lists(MAX_PAYLOAD_DEPTH - 1)}
     assert [stored[i].stage for i in result.event_ids[-len(STAGES) :]] == list(STAGES)
 
 
@@ -441,3 +479,26 @@ def test_other_mappings_are_accepted_as_json_objects(store: EventStore, plan: Pl
     payload = MappingProxyType({"outer": MappingProxyType({"inner": (1, 2)})})
     (event_id,) = store.append(plan_id, [NewEvent("t", payload)]).event_ids
     assert store.get(event_id).payload == {"outer": {"inner": [1, 2]}}
+
+
+# -- depth ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("levels", [MAX_PAYLOAD_DEPTH + 1, 255, 1100, 5000])
+def test_a_payload_nested_too_deep_is_invalid_input_naming_its_path_at_any_depth(
+    store: EventStore, plan: Plan, levels: int
+) -> None:
+    plan_id, _ = plan
+    for payload, path in (
+        (nested(levels), "payload.a.a.a.a[... "),
+        ({"list": [0, nested_lists(levels - 1)]}, "payload.list[1][0][0]"),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            store.append(plan_id, [good(), NewEvent("t", payload)])
+        message = str(info.value)
+        assert type(info.value) is InvalidInput
+        assert info.value.field == "payload"
+        assert message.startswith(f"event 1: {path}"), message
+        assert f"more than {MAX_PAYLOAD_DEPTH} levels deep" in message
+        assert len(message) < 200, message  # the path is shortened, not 5000 steps long
+    assert store.version(plan_id) == 0
