@@ -39,7 +39,7 @@ from . import migrate as migrations
 from .config import resolve_url
 from .connect import open_engine, where
 from .errors import EventSourceError, InvalidInput, UnknownPlan
-from .events import STAGES, NewEvent, RecordedEvent, check_timestamp
+from .events import STAGES, NewEvent, RecordedEvent, check_timestamp, parse_json
 from .failures import (
     EXIT_DIFFERENCES,
     EXIT_ERROR,
@@ -601,9 +601,11 @@ def append(
 ) -> None:
     """Append one event to PLAN."""
     try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"--payload is not valid JSON: {exc}", field="payload") from None
+        data = parse_json(payload)  # every digit of an integer, the nesting bounded
+    except InvalidInput as exc:
+        text = str(exc)
+        where = "--payload is " if text.startswith("not valid") else "--payload: "
+        raise InvalidInput(where + text, field="payload") from None
     event = NewEvent(
         event_type=event_type,
         payload=data,

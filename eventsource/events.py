@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
@@ -220,10 +221,110 @@ def _check_key(key: Any, root: str | None, path: Path) -> None:
         )
 
 
+# -- JSON text ------------------------------------------------------------------
+# orjson reads integers beyond 64 bits as floats (18446744073709551617 becomes
+# 1.8446744073709552e+19) and refuses NaN, lone surrogates and deep nesting with no
+# word of where. Text that may hold such a thing is read again, exactly, by the
+# standard library, and handed to the same checks as values an API caller passes.
+
+_LONG_DIGITS: Final = re.compile(r"[0-9]{19,}")  # -2**63 has 19 digits
+_LONG_DIGITS_BYTES: Final = re.compile(rb"[0-9]{19,}")
+_TOKENS: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]')
+
+
+def _text(source: str | bytes) -> str:
+    if isinstance(source, str):
+        return source
+    try:
+        return source.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"not valid UTF-8 ({exc})") from None
+
+
 def _openers(source: str | bytes) -> int:
     if isinstance(source, str):
         return source.count("{") + source.count("[")
     return source.count(b"{") + source.count(b"[")
+
+
+def _check_nesting(text: str, limit: int, root: str | None) -> None:
+    """Refuse text whose objects and arrays nest more than ``limit`` levels, naming
+    the first too deep; one pass over its tokens, no recursion (invalid JSON is only
+    scanned as far as it goes)."""
+    path: list[str | int] = []  # per open container, the step to its current child
+    objects: list[bool] = []
+    key_next = False
+    for token in _TOKENS.finditer(text):
+        mark = token.group()
+        if mark[0] == '"':
+            if key_next and path:
+                try:
+                    path[-1] = json.loads(mark)
+                except ValueError:
+                    path[-1] = mark[1:-1]
+                key_next = False
+        elif mark in "{[":
+            if len(objects) >= limit:
+                raise _too_deep(root, tuple(path))
+            objects.append(mark == "{")
+            path.append("" if mark == "{" else 0)
+            key_next = mark == "{"
+        elif mark in "}]":
+            if objects:
+                objects.pop()
+                path.pop()
+            key_next = False
+        elif mark == "," and objects:
+            if objects[-1]:
+                key_next = True
+            else:
+                index = path[-1]
+                path[-1] = index + 1 if isinstance(index, int) else 0
+
+
+def parse_json(source: str | bytes, *, root: str | None = "payload") -> Any:
+    """JSON text as exact values, refused with the path of what cannot be stored.
+
+    The one reading of JSON text that writes go through (``append --payload``, every
+    line of an import): integers keep every digit, so one beyond 64 bits reaches the
+    payload checks and is refused as through the API, never turned into a float;
+    nesting beyond :data:`MAX_PAYLOAD_DEPTH` is refused naming its path, as are NaN,
+    Infinity and lone surrogates, which orjson refuses with no word of where.
+
+    Args:
+        root: what the text is called in messages (``payload``); ``None`` for an
+            exchange-format line, an object whose keys are the columns (its
+            ``payload`` may then nest one level more than the line itself).
+
+    Raises:
+        InvalidInput: not JSON, or JSON that no backend can store (naming the path).
+    """
+    limit = MAX_PAYLOAD_DEPTH + (1 if root is None else 0)
+    try:
+        value = orjson.loads(source)
+    except orjson.JSONDecodeError as exc:
+        text = _text(source)
+        _check_nesting(text, limit, root)
+        try:
+            exact = json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            _check_json(exact, root)  # NaN, Infinity, a lone surrogate: named
+        raise InvalidInput(f"not valid JSON ({exc})") from None
+    if _openers(source) > limit:
+        _check_nesting(_text(source), limit, root)
+    long = (
+        _LONG_DIGITS.search(source)
+        if isinstance(source, str)
+        else _LONG_DIGITS_BYTES.search(source)
+    )
+    if long is not None:
+        return json.loads(_text(source))  # every digit of every integer
+    return value
+
+
+# -- payloads ---------------------------------------------------------------------
 
 
 def validate_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
@@ -454,3 +555,50 @@ def validate_stage(stage: Any) -> str | None:
             f"stage {stage!r} is not one of {', '.join(STAGES)} (or null)", field="stage"
         )
     return str(stage)
+
+
+class Content(NamedTuple):
+    """What an event stores, checked, in the form the store writes on every backend."""
+
+    event_type: str
+    payload: dict[str, Any]
+    payload_json: bytes
+    stage: str | None
+
+
+def check_content(
+    event_type: Any,
+    payload: Any,
+    stage: Any,
+    *,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> Content:
+    """The one check of what an event stores, shared by every write of the library:
+    ``append`` (and ``eventsource append``) and every line of an import.
+
+    The type, the payload (portable JSON within the limits, in jsonb's form), the
+    stage.
+
+    Raises:
+        InvalidInput: naming the field (and, in a payload, the path).
+    """
+    kind = validate_event_type(event_type)
+    form, encoded = prepare_payload(payload, max_payload_bytes)
+    column = validate_stage(stage)
+    return Content(kind, form, encoded, column)
+
+
+def check_retraction(created_at: datetime, deleted_at: datetime | None) -> None:
+    """Refuse a ``deleted_at`` before ``created_at``: a row retracted before it was
+    recorded would be live at no record time, and ``known_at`` reads would disagree
+    with its own columns.
+
+    Raises:
+        InvalidInput: naming ``deleted_at``.
+    """
+    if deleted_at is not None and deleted_at < created_at:
+        raise InvalidInput(
+            f"deleted_at {deleted_at.isoformat()} is before created_at "
+            f"{created_at.isoformat()}; an event cannot be retracted before it was recorded",
+            field="deleted_at",
+        )

@@ -50,11 +50,9 @@ from .events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     NewEvent,
     RecordedEvent,
+    check_content,
     check_timestamp,
     differing_fields,
-    prepare_payload,
-    validate_event_type,
-    validate_stage,
 )
 from .hooks import WriteHook, WriteNotice
 from .positions import StreamPosition, TimelineCursor, TimelinePage
@@ -142,9 +140,9 @@ def prepare(event: NewEvent, index: int, max_payload_bytes: int) -> PreparedEven
     if not isinstance(event, NewEvent):
         raise InvalidInput(f"{where} is a {type(event).__name__}, not a NewEvent")
     try:
-        validate_event_type(event.event_type)
-        payload, payload_json = prepare_payload(event.payload, max_payload_bytes)
-        stage = validate_stage(event.stage)
+        _, payload, payload_json, stage = check_content(
+            event.event_type, event.payload, event.stage, max_payload_bytes=max_payload_bytes
+        )
         occurred_at = (
             None if event.occurred_at is None else check_timestamp(event.occurred_at, "occurred_at")
         )

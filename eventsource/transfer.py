@@ -48,11 +48,10 @@ from .events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     IMMUTABLE_FIELDS,
     RecordedEvent,
-    as_jsonb,
+    check_content,
+    check_retraction,
     differing_fields,
-    validate_event_type,
-    validate_payload,
-    validate_stage,
+    parse_json,
 )
 from .failures import describe_os_error
 from .hooks import WriteNotice
@@ -86,9 +85,16 @@ class ImportResult:
 
 
 def parse_lines(
-    lines: Iterable[bytes | str], *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    lines: Iterable[bytes | str],
+    *,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> Iterator[tuple[int, RecordedEvent]]:
     """Parse and validate JSONL lines, yielding ``(line_number, event)``.
+
+    Each line goes through the checks an append makes (``events.check_content``:
+    the same function, so an import refuses exactly what the API refuses), its
+    payload in the form the store writes; and ``deleted_at`` may not come before
+    ``created_at``.
 
     Raises:
         InvalidInput: the message starts with ``line N:`` and names the field.
@@ -97,18 +103,17 @@ def parse_lines(
         if not line.strip():
             continue
         try:
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidInput(f"not valid JSON ({exc})") from None
-            event = row_to_event(row)
-            validate_event_type(event.event_type)
-            validate_payload(event.payload, max_payload_bytes)
-            event = event._replace(payload=as_jsonb(event.payload))
-            validate_stage(event.stage)
+            event = row_to_event(parse_json(line, root=None))
+            content = check_content(
+                event.event_type,
+                event.payload,
+                event.stage,
+                max_payload_bytes=max_payload_bytes,
+            )
+            check_retraction(event.created_at, event.deleted_at)
         except InvalidInput as exc:
             raise InvalidInput(f"line {number}: {exc}", field=exc.field) from None
-        yield number, event
+        yield number, event._replace(payload=content.payload)
 
 
 def _content_key(event: RecordedEvent) -> bytes:

@@ -15,13 +15,18 @@ from sqlalchemy import Engine, func, select
 
 from eventsource import EventStore, migrate, transfer
 from eventsource.config import make_engine
-from eventsource.errors import IdempotencyConflict, InvalidInput, UnknownReference
-from eventsource.events import NewEvent
+from eventsource.errors import (
+    IdempotencyConflict,
+    InvalidInput,
+    UnknownReference,
+)
+from eventsource.events import MAX_PAYLOAD_DEPTH, NewEvent
 from eventsource.jsonl import dumps_row, format_timestamp, parse_timestamp, row_to_event
 from eventsource.tables import course_designer_plans, events, users
 from eventsource.transfer import export_file, export_rows, import_events, import_file
 from projections.generate import generate_rows
 from tests.conftest import DATA, create_pg_schema, drop_pg_schema, make_plan, pg_schema_url
+from tests.test_bad_input import CATALOGUE, nested
 
 FIXTURE = DATA / "course_designer_events.jsonl"
 Row = dict[str, Any]
@@ -416,3 +421,171 @@ def test_exchange_timestamps_are_fixed_width_even_before_year_1000() -> None:
     assert format_timestamp(datetime(2025, 5, 14, 3, 27, 36, tzinfo=UTC)) == (
         "2025-05-14T03:27:36.000000Z"
     )
+
+
+# -- import refuses what the API refuses ----------------------------------------------
+
+
+def with_payload_text(fields: Row, text: str) -> str:
+    """The line of ``fields`` with its payload spelt as ``text`` (JSON or not)."""
+    line = dumps_row({**fields, "payload": {}})
+    assert line.count('"payload": {}') == 1
+    return line.replace('"payload": {}', f'"payload": {text}')
+
+
+_NOT_IN_A_LINE = object()
+
+
+def _as_column(field: str, value: Any) -> Any:
+    """A bad value of the API catalogue as an exchange-format line holds it, or
+    ``_NOT_IN_A_LINE`` where JSON text cannot say it (a set, an integer key) or the
+    format spells it as valid text (an ``occurred_at`` given as a string)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if field == "occurred_at" or (field == "actor_user_id" and not isinstance(value, str)):
+        return _NOT_IN_A_LINE
+    try:
+        text = json.dumps(value)  # NaN, Infinity and lone surrogates spelt as JSON would
+    except (TypeError, ValueError, RecursionError):
+        return _NOT_IN_A_LINE  # deeper than the standard library writes: tested below
+    if isinstance(value, dict) and json.loads(text) != value:
+        return _NOT_IN_A_LINE  # an integer key becomes a string
+    return value
+
+
+def test_import_refuses_every_case_of_the_bad_input_catalogue_naming_the_line_and_field(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    tried = 0
+    for field, cases in CATALOGUE.items():
+        for case, event in cases:
+            value = _as_column(field, getattr(event, field))
+            if value is _NOT_IN_A_LINE:
+                continue
+            column = "occurred_at" if field == "occurred_at" else field
+            bad_row = row(plan_id, user, **{column: value})
+            lines = [*lines_of([row(plan_id, user), row(plan_id, user)]), json.dumps(bad_row)]
+            with pytest.raises(InvalidInput) as info:
+                import_events(store, lines)
+            message = str(info.value)
+            assert type(info.value) is InvalidInput, case
+            assert message.startswith("line 3: "), (case, message)
+            assert info.value.field == field, (case, message)
+            assert field in message, case
+            assert "\n" not in message, case
+            assert store.version(plan_id) == 0, case
+            tried += 1
+    assert tried >= 35  # most of the catalogue can be spelt in a line
+
+
+@pytest.mark.parametrize(
+    ("payload", "where"),
+    [
+        pytest.param('{"x": 18446744073709551616}', "payload.x", id="2**64"),
+        pytest.param('{"x": -9223372036854775809}', "payload.x", id="-2**63-1"),
+        pytest.param('{"a": [1, {"b": 1180591620717411303424}]}', "payload.a[1].b", id="nested"),
+        pytest.param('{"x": 1' + "0" * 400 + "}", "payload.x", id="400-digits"),
+    ],
+)
+def test_import_refuses_integers_beyond_64_bits_instead_of_storing_floats(
+    store: EventStore, engine: Engine, payload: str, where: str
+) -> None:
+    plan_id, user = make_plan(engine)
+    line = with_payload_text(row(plan_id, user), payload)
+    with pytest.raises(InvalidInput) as info:
+        import_events(store, [dumps_row(row(plan_id, user)), line])
+    assert str(info.value).startswith(f"line 2: {where} is an integer outside ")
+    assert "store it as a string" in str(info.value)
+    assert info.value.field == "payload"
+    assert store.version(plan_id) == 0
+
+
+def test_integers_at_the_64_bit_limits_and_long_digit_strings_import_exactly(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    payload = {
+        "max": 2**64 - 1,
+        "min": -(2**63),
+        "digits": "123456789012345678901234567890",
+        "pi": 3.14159265358979323846264338327950288,
+    }
+    first = row(plan_id, user, payload=payload)
+    assert import_events(store, lines_of([first])).inserted == 1
+    stored = store.get(UUID(first["id"])).payload
+    assert stored == {**payload, "pi": 3.141592653589793}
+    assert type(stored["max"]) is int
+    assert type(stored["min"]) is int
+
+
+@pytest.mark.parametrize("levels", [MAX_PAYLOAD_DEPTH + 1, 300, 1100, 5000])
+def test_import_refuses_a_payload_nested_too_deep_naming_the_line_and_path(
+    store: EventStore, engine: Engine, levels: int
+) -> None:
+    plan_id, user = make_plan(engine)
+    deep = "[" * (levels - 1) + "]" * (levels - 1)  # inside the payload object: `levels`
+    line = with_payload_text(row(plan_id, user), f'{{"a": {deep}}}')
+    with pytest.raises(InvalidInput) as info:
+        import_events(store, [dumps_row(row(plan_id, user)), line])
+    message = str(info.value)
+    assert message.startswith("line 2: payload.a[0][0]"), message
+    assert f"more than {MAX_PAYLOAD_DEPTH} levels deep" in message
+    assert info.value.field == "payload"
+    assert len(message) < 200, message
+    assert store.version(plan_id) == 0
+
+
+def test_import_accepts_a_payload_at_the_nesting_limit_and_refuses_deep_columns(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    at_limit = row(plan_id, user, payload=nested(MAX_PAYLOAD_DEPTH))
+    assert import_events(store, lines_of([at_limit])).inserted == 1
+    assert store.get(UUID(at_limit["id"])).payload == nested(MAX_PAYLOAD_DEPTH)
+    deep_stage = dumps_row(row(plan_id, user, stage=[])).replace(
+        '"stage": []', '"stage": ' + "[" * 2000 + "]" * 2000
+    )
+    with pytest.raises(InvalidInput) as info:
+        import_events(store, [deep_stage])
+    assert str(info.value).startswith("line 1: stage[0][0]")
+    assert info.value.field == "stage"
+
+
+def test_import_refuses_nan_infinity_and_lone_surrogates_naming_the_path(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    for text, words in (
+        ('{"a": [1, NaN]}', "payload.a[1] is nan"),
+        ('{"a": {"b": -Infinity}}', "payload.a.b is -inf"),
+        ('{"a": "\\udc80"}', "payload.a contains a lone surrogate"),
+    ):
+        line = with_payload_text(row(plan_id, user), text)
+        with pytest.raises(InvalidInput) as info:
+            import_events(store, [line])
+        assert str(info.value).startswith(f"line 1: {words}"), str(info.value)
+        assert info.value.field == "payload"
+
+
+def test_import_refuses_a_deleted_at_before_created_at(store: EventStore, engine: Engine) -> None:
+    plan_id, user = make_plan(engine)
+    early = row(plan_id, user, deleted_at="2025-05-01T09:59:59.999999Z")
+    with pytest.raises(InvalidInput) as info:
+        import_events(store, lines_of([row(plan_id, user), early]))
+    assert str(info.value).startswith("line 2: deleted_at 2025-05-01T09:59:59.999999+00:00 is ")
+    assert "before created_at" in str(info.value)
+    assert info.value.field == "deleted_at"
+    assert store.version(plan_id) == 0
+    same_moment = row(plan_id, user, deleted_at="2025-05-01T10:00:00.000000Z")
+    assert import_events(store, lines_of([same_moment])).inserted == 1
+
+
+def test_import_refuses_an_event_type_blank_after_format_characters(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    for blank in ("\u200b", "\ufeff", "\u2060 \u200d"):
+        with pytest.raises(InvalidInput, match=r"^line 1: event_type is blank") as info:
+            import_events(store, lines_of([row(plan_id, user, event_type=blank)]))
+        assert info.value.field == "event_type"
