@@ -24,6 +24,7 @@ from .events import STAGES, NewEvent, RecordedEvent
 from .feed import ChangeFeedStore
 from .hooks import WriteHook, WriteNotice
 from .parents import create_plan, create_user
+from .payload_models import PayloadModels
 from .positions import StreamPosition, TimelineCursor, TimelinePage
 from .snapshots import Snapshot, SnapshotStore
 from .store import EventStore
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidInput",
     "NewEvent",
     "NonDeterministicProjection",
+    "PayloadModels",
     "PermissionDenied",
     "RecordedEvent",
     "SchemaMissing",

@@ -35,6 +35,7 @@ from .errors import SchemaMissing, StoreUnavailable, TransientError, UnknownEven
 from .events import DEFAULT_MAX_PAYLOAD_BYTES, NewEvent, RecordedEvent
 from .feed import CHANNEL
 from .hooks import WriteNotice
+from .payload_models import PayloadModels
 from .positions import StreamPosition, TimelineCursor, TimelinePage
 from .program import DRIVER_ERRORS, run_async
 from .snapshots import Snapshot, SnapshotRules
@@ -119,6 +120,7 @@ class AsyncEventStore:
         max_payload_bytes: the largest payload (as JSON) an append accepts.
         hooks: asyncio write hooks, awaited inside every write transaction.
         pool_size: connections at most (PostgreSQL pool; SQLite connections).
+        validate_payloads, payload_models: as :class:`~eventsource.EventStore`'s.
     """
 
     def __init__(
@@ -128,10 +130,17 @@ class AsyncEventStore:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         hooks: Sequence[AsyncWriteHook] = (),
         pool_size: int = DEFAULT_POOL_SIZE,
+        validate_payloads: bool = True,
+        payload_models: PayloadModels | None = None,
     ) -> None:
         self.url = resolve_url(url)
         dialect: Dialect = PostgreSQL() if self.url.get_backend_name() == "postgresql" else SQLite()
-        self.rules = SnapshotRules(dialect, max_payload_bytes)
+        self.rules = SnapshotRules(
+            dialect,
+            max_payload_bytes,
+            validate_payloads=validate_payloads,
+            payload_models=payload_models,
+        )
         self.sql = dialect
         self.dialect: str = dialect.name
         self.hooks: list[AsyncWriteHook] = list(hooks)
@@ -268,11 +277,13 @@ class AsyncEventStore:
         new_events: Sequence[NewEvent],
         *,
         expected_version: ExpectedVersion = ANY,
+        validate_payloads: bool | None = None,
     ) -> AppendResult:
         """Append a batch to a plan's stream in one transaction (see ``EventStore.append``).
 
         Raises:
             InvalidInput: a bad event (nothing of the batch is written).
+            InvalidEventPayload: a projection's payload model refuses a payload.
             UnknownReference: the plan or an actor does not exist.
             ConcurrencyConflict: the plan is not at ``expected_version``.
             IdempotencyConflict: an id was re-sent with different content.
@@ -280,7 +291,7 @@ class AsyncEventStore:
             StoreUnavailable: the database cannot be reached (after retries).
         """
         plan, rows, given_ids, expected = self.rules.prepare_batch(
-            plan_id, new_events, expected_version
+            plan_id, new_events, expected_version, validate_payloads
         )
         await self.check_schema()
         pipelined = self.sql.pipelines and not self.hooks and not given_ids

@@ -283,6 +283,17 @@ def database_option(function: F) -> F:
     )(function)
 
 
+def validate_payloads_option(function: F) -> F:
+    return click.option(
+        "--validate-payloads/--no-validate-payloads",
+        default=True,
+        show_default=True,
+        help="Refuse payloads of the event types projections read that their payload "
+        "models cannot read (`schema` prints them); --no-validate-payloads stores them "
+        "anyway (the projections then quarantine the plan).",
+    )(function)
+
+
 def format_option(function: F) -> F:
     return click.option(
         "--format",
@@ -467,8 +478,13 @@ def migrate(database_url: str | None, sql: bool, create_roles: bool) -> None:
     help="With --create-parents: also insert into parent tables that are the host "
     "service's own, not eventsource migrate's stand-ins.",
 )
+@validate_payloads_option
 def import_(
-    database_url: str | None, file: str, create_parents: bool, allow_host_parents: bool
+    database_url: str | None,
+    file: str,
+    create_parents: bool,
+    allow_host_parents: bool,
+    validate_payloads: bool,
 ) -> None:
     """Import FILE.jsonl (one event a line, the table's column names); - reads stdin.
 
@@ -487,6 +503,7 @@ def import_(
             source_lines(source, advance),
             create_parents=create_parents,
             allow_host_parents=allow_host_parents,
+            validate_payloads=validate_payloads,
             phase=lambda name, total: display.task(
                 name, total, unit="" if total is None else "plans"
             ),
@@ -587,6 +604,7 @@ def parse_stage(value: str | None) -> str | None:
     show_default=True,
     help="any, no-stream, exists, or the exact number of events the plan must have.",
 )
+@validate_payloads_option
 def append(
     database_url: str | None,
     output_format: str,
@@ -598,6 +616,7 @@ def append(
     occurred_at: str | None,
     event_id: str | None,
     expected_version: str,
+    validate_payloads: bool,
 ) -> None:
     """Append one event to PLAN."""
     try:
@@ -622,7 +641,12 @@ def append(
         f"{plan_id}` before sending it again"
     )
     store = open_store(database_url)
-    result = store.append(plan_id, [event], expected_version=parse_expected(expected_version))
+    result = store.append(
+        plan_id,
+        [event],
+        expected_version=parse_expected(expected_version),
+        validate_payloads=validate_payloads,
+    )
     if output_format == "table":
         state = "appended" if result.appended else "already stored (idempotent re-send)"
         click.echo(f"{result.event_ids[0]} {state}")

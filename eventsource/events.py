@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol
 from uuid import UUID
 
 import orjson
@@ -557,6 +557,16 @@ def validate_stage(stage: Any) -> str | None:
     return str(stage)
 
 
+class PayloadReaders(Protocol):
+    """What reads payloads of known event types and refuses those it cannot read
+    (``eventsource.payload_models.PayloadModels``, the projections' models)."""
+
+    def check(self, event_type: str, payload: Mapping[str, Any]) -> None:
+        """Raise :class:`~eventsource.errors.InvalidEventPayload` if a reader of
+        ``event_type`` cannot read ``payload``; types nobody reads pass."""
+        ...
+
+
 class Content(NamedTuple):
     """What an event stores, checked, in the form the store writes on every backend."""
 
@@ -572,19 +582,24 @@ def check_content(
     stage: Any,
     *,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    readers: PayloadReaders | None = None,
 ) -> Content:
     """The one check of what an event stores, shared by every write of the library:
     ``append`` (and ``eventsource append``) and every line of an import.
 
     The type, the payload (portable JSON within the limits, in jsonb's form), the
-    stage.
+    stage; then, with ``readers``, that the payload models of the projections that
+    read the type accept the payload as it will be read back.
 
     Raises:
         InvalidInput: naming the field (and, in a payload, the path).
+        InvalidEventPayload: a reader's model refuses the payload.
     """
     kind = validate_event_type(event_type)
     form, encoded = prepare_payload(payload, max_payload_bytes)
     column = validate_stage(stage)
+    if readers is not None:
+        readers.check(kind, form)
     return Content(kind, form, encoded, column)
 
 

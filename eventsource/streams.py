@@ -41,6 +41,7 @@ from .dialects import Dialect
 from .errors import (
     ConcurrencyConflict,
     IdempotencyConflict,
+    InvalidEventPayload,
     InvalidInput,
     SchemaMissing,
     UnknownEvent,
@@ -55,6 +56,7 @@ from .events import (
     differing_fields,
 )
 from .hooks import WriteHook, WriteNotice
+from .payload_models import PayloadModels, installed
 from .positions import StreamPosition, TimelineCursor, TimelinePage
 from .program import DRIVER_ERRORS, Many, Program, Query, run
 from .versions import (
@@ -130,18 +132,26 @@ def as_uuid(value: UUID | str, field: str) -> UUID:
         raise InvalidInput(f"{field} is not a UUID: {value!r}", field=field) from None
 
 
-def prepare(event: NewEvent, index: int, max_payload_bytes: int) -> PreparedEvent:
-    """Validate one event of a batch (the ``index``-th) for appending.
+def prepare(
+    event: NewEvent, index: int, max_payload_bytes: int, readers: PayloadModels | None = None
+) -> PreparedEvent:
+    """Validate one event of a batch (the ``index``-th) for appending; with
+    ``readers``, against the payload models of the projections that read its type.
 
     Raises:
         InvalidInput: naming the event and the field.
+        InvalidEventPayload: a projection's payload model refuses the payload.
     """
     where = f"event {index}"
     if not isinstance(event, NewEvent):
         raise InvalidInput(f"{where} is a {type(event).__name__}, not a NewEvent")
     try:
         _, payload, payload_json, stage = check_content(
-            event.event_type, event.payload, event.stage, max_payload_bytes=max_payload_bytes
+            event.event_type,
+            event.payload,
+            event.stage,
+            max_payload_bytes=max_payload_bytes,
+            readers=readers,
         )
         occurred_at = (
             None if event.occurred_at is None else check_timestamp(event.occurred_at, "occurred_at")
@@ -151,7 +161,8 @@ def prepare(event: NewEvent, index: int, max_payload_bytes: int) -> PreparedEven
         )
         event_id = uuid7() if event.id is None else as_uuid(event.id, "id")
     except InvalidInput as exc:
-        raise InvalidInput(f"{where}: {exc}", field=exc.field) from None
+        kind = InvalidEventPayload if isinstance(exc, InvalidEventPayload) else InvalidInput
+        raise kind(f"{where}: {exc}", field=exc.field) from None
     return PreparedEvent(
         event_id, event.event_type, payload, payload_json, stage, actor, occurred_at
     )
@@ -166,25 +177,49 @@ class StreamRules:
     """
 
     def __init__(
-        self, dialect: Dialect, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+        self,
+        dialect: Dialect,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        *,
+        validate_payloads: bool = True,
+        payload_models: PayloadModels | None = None,
     ) -> None:
         self.sql = dialect
         self.max_payload_bytes = max_payload_bytes
+        self.validate_payloads = validate_payloads
+        self.payload_models = payload_models
+
+    def payload_readers(self, validate: bool | None = None) -> PayloadModels | None:
+        """The models writes are checked against (None: no check).
+
+        ``validate`` overrides :attr:`validate_payloads` for one write; the models
+        are :attr:`payload_models`, else those installed packages register (see
+        ``eventsource.payload_models``).
+        """
+        if not (self.validate_payloads if validate is None else validate):
+            return None
+        return self.payload_models if self.payload_models is not None else installed()
 
     def prepare_batch(
-        self, plan_id: UUID | str, new_events: Sequence[NewEvent], expected_version: object
+        self,
+        plan_id: UUID | str,
+        new_events: Sequence[NewEvent],
+        expected_version: object,
+        validate_payloads: bool | None = None,
     ) -> tuple[UUID, list[PreparedEvent], set[UUID], ExpectedVersion]:
         """Validate an append: (plan, prepared rows, caller-given ids, expected version).
 
         Raises:
             InvalidInput: a bad plan id, event, batch or expected version.
+            InvalidEventPayload: a projection's payload model refuses a payload.
         """
         plan = as_uuid(plan_id, "plan_id")
         if not new_events:
             raise InvalidInput("append needs at least one event", field="events")
         expected = check_expected_argument(expected_version)
         given = {event.id for event in new_events if isinstance(event, NewEvent) and event.id}
-        rows = [self.prepare(plan, event, index) for index, event in enumerate(new_events)]
+        readers = self.payload_readers(validate_payloads)
+        rows = [self.prepare(plan, event, index, readers) for index, event in enumerate(new_events)]
         if len(given) != sum(1 for event in new_events if event.id is not None):
             raise InvalidInput("the batch repeats an event id", field="id")
         return plan, rows, ({row.id for row in rows} if given else set()), expected
@@ -214,9 +249,11 @@ class StreamRules:
         )
         return TimelinePage(tuple(page), cursor)
 
-    def prepare(self, plan_id: UUID, event: NewEvent, index: int) -> PreparedEvent:
+    def prepare(
+        self, plan_id: UUID, event: NewEvent, index: int, readers: PayloadModels | None = None
+    ) -> PreparedEvent:
         """Validate one event; return it ready to insert (without timestamps)."""
-        return prepare(event, index, self.max_payload_bytes)
+        return prepare(event, index, self.max_payload_bytes, readers)
 
     def append_program(
         self,
@@ -441,6 +478,11 @@ class StreamStore(StreamRules):
         engine: a SQLAlchemy engine from :func:`eventsource.config.make_engine`.
         max_payload_bytes: the largest payload (as JSON) an append accepts.
         hooks: write hooks run inside every write transaction.
+        validate_payloads: check appended and imported payloads of the event types
+            projections read against their payload models (``False``: store them
+            as they are, for raw data the projections will quarantine).
+        payload_models: the models to check against (default: those installed
+            packages register, see ``eventsource.payload_models``).
     """
 
     def __init__(
@@ -449,10 +491,17 @@ class StreamStore(StreamRules):
         *,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         hooks: Sequence[WriteHook] = (),
+        validate_payloads: bool = True,
+        payload_models: PayloadModels | None = None,
     ) -> None:
         self.engine = engine
         self.database = Database(engine)
-        super().__init__(self.database.dialect, max_payload_bytes)
+        super().__init__(
+            self.database.dialect,
+            max_payload_bytes,
+            validate_payloads=validate_payloads,
+            payload_models=payload_models,
+        )
         self.dialect: str = self.sql.name
         self.hooks: list[WriteHook] = list(hooks)
         self._schema_ok = False
@@ -544,22 +593,27 @@ class StreamStore(StreamRules):
         new_events: Sequence[NewEvent],
         *,
         expected_version: ExpectedVersion = ANY,
+        validate_payloads: bool | None = None,
     ) -> AppendResult:
         """Append a batch to a plan's stream in one transaction.
 
         Ids not given get time-ordered UUIDv7s (so the batch keeps its order);
         ``occurred_at`` not given is the transaction's time. Re-sending an event id
         with identical content is a no-op, so a whole append can safely be retried.
+        ``validate_payloads`` overrides the store's setting for this append.
 
         Raises:
             InvalidInput: a bad event (nothing of the batch is written).
+            InvalidEventPayload: a projection's payload model refuses a payload.
             UnknownReference: the plan or an actor does not exist.
             ConcurrencyConflict: the plan is not at ``expected_version``.
             IdempotencyConflict: an id was re-sent with different content.
             SchemaMissing: the database was never migrated.
             StoreUnavailable: the database cannot be reached (after retries).
         """
-        plan, rows, given_ids, expected = self.prepare_batch(plan_id, new_events, expected_version)
+        plan, rows, given_ids, expected = self.prepare_batch(
+            plan_id, new_events, expected_version, validate_payloads
+        )
         self.check_schema()
         return with_retries(lambda: self._append(plan, rows, given_ids, expected))
 

@@ -40,6 +40,7 @@ from sqlalchemy import Connection, func, select, update
 from .errors import (
     HostParentsRefused,
     IdempotencyConflict,
+    InvalidEventPayload,
     InvalidInput,
     UnknownReference,
     UnusableFile,
@@ -47,6 +48,7 @@ from .errors import (
 from .events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     IMMUTABLE_FIELDS,
+    PayloadReaders,
     RecordedEvent,
     check_content,
     check_retraction,
@@ -88,16 +90,19 @@ def parse_lines(
     lines: Iterable[bytes | str],
     *,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    readers: PayloadReaders | None = None,
 ) -> Iterator[tuple[int, RecordedEvent]]:
     """Parse and validate JSONL lines, yielding ``(line_number, event)``.
 
     Each line goes through the checks an append makes (``events.check_content``:
     the same function, so an import refuses exactly what the API refuses), its
     payload in the form the store writes; and ``deleted_at`` may not come before
-    ``created_at``.
+    ``created_at``. With ``readers``, payloads of the types projections read must
+    pass their models, deleted rows too (a restore would bring them back).
 
     Raises:
         InvalidInput: the message starts with ``line N:`` and names the field.
+        InvalidEventPayload: a projection's payload model refuses a payload.
     """
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -109,10 +114,12 @@ def parse_lines(
                 event.payload,
                 event.stage,
                 max_payload_bytes=max_payload_bytes,
+                readers=readers,
             )
             check_retraction(event.created_at, event.deleted_at)
         except InvalidInput as exc:
-            raise InvalidInput(f"line {number}: {exc}", field=exc.field) from None
+            kind = InvalidEventPayload if isinstance(exc, InvalidEventPayload) else InvalidInput
+            raise kind(f"line {number}: {exc}", field=exc.field) from None
         yield number, event._replace(payload=content.payload)
 
 
@@ -333,6 +340,7 @@ def import_events(
     *,
     create_parents: bool = False,
     allow_host_parents: bool = False,
+    validate_payloads: bool | None = None,
     progress: Progress | None = None,
     phase: Phase | None = None,
 ) -> ImportResult:
@@ -347,9 +355,12 @@ def import_events(
             database lacks, into the stand-in tables of a standalone database.
         allow_host_parents: with ``create_parents``, insert them even into parent
             tables that are not the library's stand-ins (a host's).
+        validate_payloads: check payloads against the projections' payload models
+            (default: the store's ``validate_payloads``).
 
     Raises:
         InvalidInput: a bad line (the message names its number and field).
+        InvalidEventPayload: a payload a projection's model refuses (naming the line).
         UnknownReference: a plan or actor that does not exist, without
             ``create_parents``.
         HostParentsRefused: ``create_parents`` would write into a host's table.
@@ -360,7 +371,8 @@ def import_events(
         now = store.sql.lock_table(store.raw(connection)).astimezone(UTC)
         importer = _Importer(store, connection, create_parents, allow_host_parents)
         batch: list[tuple[int, RecordedEvent]] = []
-        for item in parse_lines(lines, max_payload_bytes=store.max_payload_bytes):
+        readers = store.payload_readers(validate_payloads)
+        for item in parse_lines(lines, max_payload_bytes=store.max_payload_bytes, readers=readers):
             batch.append(item)
             if len(batch) >= CHUNK:
                 importer.chunk(batch)
@@ -398,6 +410,7 @@ def import_file(
     *,
     create_parents: bool = False,
     allow_host_parents: bool = False,
+    validate_payloads: bool | None = None,
     progress: Progress | None = None,
     phase: Phase | None = None,
 ) -> ImportResult:
@@ -413,6 +426,7 @@ def import_file(
             source_lines(source),
             create_parents=create_parents,
             allow_host_parents=allow_host_parents,
+            validate_payloads=validate_payloads,
             progress=progress,
             phase=phase,
         )

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import entry_points
 from typing import Any, Final
 
+from pydantic import BaseModel
+
 from eventsource.errors import ConfigurationError, DuplicateProjection
 
 from .typing import Projection
@@ -101,3 +103,19 @@ def discover(group: str = GROUP) -> Registry:
 
         registry.register(CourseDesignerPlanProjection())
     return registry
+
+
+def payload_models() -> dict[str, Mapping[str, type[BaseModel]]]:
+    """Per registered projection, the payload models of the event types it handles.
+
+    This package's ``eventsource.payload_models`` entry point: the store checks
+    appended and imported payloads against these (see ``eventsource.payload_models``).
+    """
+    return {
+        name: {
+            event_type: model
+            for event_type, model in projection.payload_models.items()
+            if projection.handles is None or event_type in projection.handles
+        }
+        for name, projection in discover().items()
+    }

@@ -3,24 +3,31 @@ and leaves nothing of the batch behind. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from importlib.metadata import EntryPoint, entry_points
 from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
 import pytest
+from pydantic import BaseModel
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
-from eventsource import EventStore
+from eventsource import AsyncEventStore, EventStore, payload_models
 from eventsource.backend import translate
 from eventsource.config import make_engine
 from eventsource.errors import (
+    ConfigurationError,
     EventSourceError,
     IdempotencyConflict,
+    InvalidEventPayload,
     InvalidInput,
     SchemaMissing,
     UnknownReference,
@@ -32,7 +39,11 @@ from eventsource.events import (
     NewEvent,
     same_json,
 )
+from eventsource.payload_models import GROUP as PAYLOAD_MODELS_GROUP
+from eventsource.payload_models import PayloadModels
 from eventsource.tables import events
+from projections.course_designer import CourseDesignerPlanProjection
+from tests.clirun import one_error_line, run_cli
 from tests.conftest import make_plan
 
 Plan = tuple[UUID, UUID]
@@ -502,3 +513,212 @@ def test_a_payload_nested_too_deep_is_invalid_input_naming_its_path_at_any_depth
         assert f"more than {MAX_PAYLOAD_DEPTH} levels deep" in message
         assert len(message) < 200, message  # the path is shortened, not 5000 steps long
     assert store.version(plan_id) == 0
+
+
+# -- what the projections read ---------------------------------------------------
+
+STAGE_ID = "8d0b5a52-6f5e-4c1e-9b47-3c2d1e0f9a8b"
+MODEL_REFUSALS: list[tuple[str, NewEvent, str]] = [
+    ("name-a-number", NewEvent("plan_created", {"name": 5}), "payload.name"),
+    ("name-a-list", NewEvent("plan_created", {"name": ["x"]}), "payload.name"),
+    (
+        "extension-empty",
+        NewEvent("stage_extended", {}, stage="analysis"),
+        "payload.stage_id",
+    ),
+    (
+        "extension-zero-months",
+        NewEvent(
+            "stage_extended",
+            {"stage_id": STAGE_ID, "months": 0, "new_ends_on": "2025-10-31"},
+            stage="analysis",
+        ),
+        "payload.months",
+    ),
+    (
+        "extension-months-as-text",
+        NewEvent(
+            "stage_extended",
+            {"stage_id": STAGE_ID, "months": "1", "new_ends_on": "2025-10-31"},
+            stage="analysis",
+        ),
+        "payload.months",
+    ),
+    (
+        "extension-a-bad-date",
+        NewEvent(
+            "stage_extended",
+            {"stage_id": STAGE_ID, "months": 1, "new_ends_on": "2025-02-30"},
+            stage="analysis",
+        ),
+        "payload.new_ends_on",
+    ),
+    ("schedule-without-stages", NewEvent("schedule_created", {"name": "x"}), "payload.stages"),
+    (
+        "schedule-a-bad-stage",
+        NewEvent(
+            "schedule_updated",
+            {
+                "stages": [
+                    {"stage": s, "planned_starts_on": "2025-01-01", "planned_ends_on": "2025-01-31"}
+                    for s in ("Analysis", "design", "Development", "Implementation", "Evaluation")
+                ]
+            },
+        ),
+        "payload.stages[1].stage",
+    ),
+    (
+        "finalized-half-activated",
+        NewEvent("schedule_finalized", {"stages": [], "active_stage": "Analysis"}),
+        "payload.stages",
+    ),
+]
+"""Payloads of types the course-designer projection reads, which its models refuse:
+(case, event, the path the error names)."""
+
+
+def test_a_payload_the_projection_cannot_read_is_refused_naming_the_path_and_the_projection(
+    store: EventStore, plan: Plan
+) -> None:
+    plan_id, _ = plan
+    for case, event, path in MODEL_REFUSALS:
+        error = refusal(store, plan_id, [good("first"), event, good("last")], case)
+        message = str(error)
+        assert type(error) is InvalidEventPayload, case
+        assert error.field == "payload", case
+        assert message.startswith(f"event 1: {path}: "), (case, message)
+        assert "course_designer_plan" in message, case
+        assert event.event_type in message, case
+        assert "\n" not in message, case
+        assert store.version(plan_id) == 0, case
+
+
+def test_payloads_the_projection_can_read_and_types_it_does_not_know_are_accepted(
+    store: EventStore, plan: Plan
+) -> None:
+    plan_id, _ = plan
+    accepted = [
+        NewEvent("plan_created", {"name": None}),
+        NewEvent("plan_created", {"name": "x", "extra": [1, 2]}),  # extra keys are ignored
+        NewEvent(
+            "stage_extended",
+            {"stage_id": STAGE_ID, "months": 1, "new_ends_on": "2025-10-31"},
+            stage="analysis",
+        ),
+        NewEvent("plan_created_v9", {"name": 5}),  # nobody reads it: stored as it is
+        NewEvent("weekly_stage_reminder_sent", {"anything": {"at": "all"}}),
+    ]
+    assert store.append(plan_id, accepted).appended == len(accepted)
+
+
+def test_payload_validation_can_be_turned_off_per_append_or_for_the_store(
+    store: EventStore, engine: Engine, plan: Plan
+) -> None:
+    plan_id, _ = plan
+    unreadable = NewEvent("plan_created", {"name": 5})
+    (event_id,) = store.append(plan_id, [unreadable], validate_payloads=False).event_ids
+    assert store.get(event_id).payload == {"name": 5}
+    raw = EventStore(engine, validate_payloads=False)
+    assert raw.append(plan_id, [NewEvent("stage_extended", {})]).appended == 1
+    with pytest.raises(InvalidEventPayload):
+        raw.append(plan_id, [unreadable], validate_payloads=True)  # the call decides
+    assert store.version(plan_id) == 2
+
+
+def test_the_async_store_turns_payload_validation_off_too(backend_url: str, plan: Plan) -> None:
+    plan_id, _ = plan
+
+    async def main() -> int:
+        async with AsyncEventStore.from_url(backend_url, validate_payloads=False) as raw:
+            result = await raw.append(plan_id, [NewEvent("plan_created", {"name": 5})])
+            with pytest.raises(InvalidEventPayload):
+                await raw.append(
+                    plan_id, [NewEvent("plan_created", {"name": 5})], validate_payloads=True
+                )
+            return result.appended
+
+    assert asyncio.run(main()) == 1
+
+
+class ThingDone(BaseModel):
+    count: int
+
+
+def test_a_store_given_its_own_payload_models_checks_those_only(engine: Engine, plan: Plan) -> None:
+    plan_id, _ = plan
+    store = EventStore(engine, payload_models=PayloadModels({"mine": {"thing_done": ThingDone}}))
+    with pytest.raises(InvalidEventPayload) as info:
+        store.append(plan_id, [NewEvent("thing_done", {"count": "many"})])
+    assert str(info.value).startswith("event 0: payload.count: ")
+    assert "projection 'mine'" in str(info.value)
+    store.append(plan_id, [NewEvent("thing_done", {"count": 3})])
+    store.append(plan_id, [NewEvent("plan_created", {"name": 5})])  # not in these models
+    assert store.version(plan_id) == 2
+
+
+def test_the_store_learns_the_models_through_an_entry_point_without_importing_projections() -> None:
+    assert [e.value for e in entry_points(group=PAYLOAD_MODELS_GROUP)] == [
+        "projections.registry:payload_models"
+    ]
+    script = (
+        "import sys\n"
+        "import eventsource, eventsource.payload_models as models\n"
+        "assert not any(m.split('.')[0] == 'projections' for m in sys.modules), 'imported'\n"
+        "found = models.installed()\n"
+        "print(sorted(found.event_types))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert eval(done.stdout) == sorted(CourseDesignerPlanProjection().payload_models)
+
+
+def test_a_broken_payload_models_entry_point_is_a_configuration_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broken = EntryPoint("broken", "no_such_package.models:payload_models", PAYLOAD_MODELS_GROUP)
+    monkeypatch.setattr(payload_models, "entry_points", lambda group: [broken])
+    with pytest.raises(ConfigurationError) as info:
+        payload_models.installed.__wrapped__(PAYLOAD_MODELS_GROUP)
+    assert "'broken'" in str(info.value)
+    assert "no_such_package" in str(info.value)
+
+
+# -- through the command line -------------------------------------------------------
+
+
+def test_the_cli_refuses_what_the_api_refuses_in_one_line_naming_the_field(
+    backend_url: str, engine: Engine, plan: Plan
+) -> None:
+    plan_id, _ = plan
+    cases: list[tuple[list[str], str]] = [
+        (["--type", "plan_created", "--payload", '{"name": 5}'], "payload.name: "),
+        (["--type", "stage_extended", "--stage", "analysis"], "payload.stage_id: "),
+        (["--type", "x", "--payload", '{"n": 18446744073709551617}'], "payload.n is an integer"),
+        (["--type", "x", "--payload", '{"n": [-9223372036854775809]}'], "payload.n[0] is an"),
+        (["--type", "x", "--payload", "[" * 300 + "]" * 300], "payload[0][0]"),
+        (["--type", "x", "--payload", '{"a": ' + "[" * 2000 + "]" * 2000 + "}"], "payload.a[0]"),
+        (["--type", "x", "--payload", '{"a": NaN}'], "payload.a is nan"),
+        (["--type", "\u200b"], "event_type is blank"),
+    ]
+    for args, words in cases:
+        result = run_cli("append", "--database-url", backend_url, str(plan_id), *args)
+        line = one_error_line(result, 1)
+        assert words in line, (args, line)
+        assert "TypeError" not in line, line
+        assert "Recursion" not in line, line
+    assert row_count(engine) == 0
+    result = run_cli(
+        "append",
+        "--database-url",
+        backend_url,
+        str(plan_id),
+        "--type",
+        "plan_created",
+        "--payload",
+        '{"name": 5}',
+        "--no-validate-payloads",
+    )
+    assert result.returncode == 0, result.stderr
+    assert row_count(engine) == 1

@@ -291,7 +291,8 @@ def test_workers_never_wait_for_the_plan_lock(beside: Beside) -> None:
 
 def test_a_plan_without_a_row_is_the_inserts_unknown_reference(beside: Beside) -> None:
     missing = uuid4()
-    for kwargs in ({}, {"expected_version": 2}, {"expected_version": 0}):
+    checks: tuple[dict[str, Any], ...] = ({}, {"expected_version": 2}, {"expected_version": 0})
+    for kwargs in checks:
         for ident in (None, uuid4()):
             with pytest.raises(UnknownReference) as info:
                 beside.store.append(missing, [NewEvent("library_note", {}, id=ident)], **kwargs)

@@ -17,6 +17,7 @@ from eventsource import EventStore, migrate, transfer
 from eventsource.config import make_engine
 from eventsource.errors import (
     IdempotencyConflict,
+    InvalidEventPayload,
     InvalidInput,
     UnknownReference,
 )
@@ -25,8 +26,9 @@ from eventsource.jsonl import dumps_row, format_timestamp, parse_timestamp, row_
 from eventsource.tables import course_designer_plans, events, users
 from eventsource.transfer import export_file, export_rows, import_events, import_file
 from projections.generate import generate_rows
+from tests.clirun import one_error_line, run_cli
 from tests.conftest import DATA, create_pg_schema, drop_pg_schema, make_plan, pg_schema_url
-from tests.test_bad_input import CATALOGUE, nested
+from tests.test_bad_input import CATALOGUE, MODEL_REFUSALS, nested
 
 FIXTURE = DATA / "course_designer_events.jsonl"
 Row = dict[str, Any]
@@ -589,3 +591,70 @@ def test_import_refuses_an_event_type_blank_after_format_characters(
         with pytest.raises(InvalidInput, match=r"^line 1: event_type is blank") as info:
             import_events(store, lines_of([row(plan_id, user, event_type=blank)]))
         assert info.value.field == "event_type"
+
+
+def test_import_refuses_payloads_the_projection_cannot_read_unless_told_not_to_check(
+    store: EventStore, engine: Engine
+) -> None:
+    plan_id, user = make_plan(engine)
+    for event, path in [(e, p) for _, e, p in MODEL_REFUSALS][:4]:
+        bad_row = row(plan_id, user, event_type=event.event_type, payload=event.payload)
+        bad_row["stage"] = event.stage
+        with pytest.raises(InvalidEventPayload) as info:
+            import_events(store, lines_of([row(plan_id, user), bad_row]))
+        assert str(info.value).startswith(f"line 2: {path}: "), str(info.value)
+        assert "course_designer_plan" in str(info.value)
+        assert info.value.field == "payload"
+    deleted = row(
+        plan_id,
+        user,
+        event_type="plan_created",
+        payload={"name": 5},
+        deleted_at="2025-05-02T00:00:00.000000Z",
+    )
+    with pytest.raises(InvalidEventPayload, match=r"^line 1: payload.name: "):
+        import_events(store, lines_of([deleted]))  # a restore would bring it back
+    assert store.version(plan_id) == 0
+    unknown = row(plan_id, user, event_type="plan_created_v9", payload={"name": 5})
+    assert import_events(store, lines_of([unknown])).inserted == 1
+    result = import_events(store, lines_of([deleted]), validate_payloads=False)
+    assert result.inserted == 1
+    assert store.version(plan_id) == 2
+
+
+def test_the_import_command_refuses_bad_lines_in_one_line_naming_it(
+    backend_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    plan_id, user = make_plan(engine)
+    good_line = dumps_row(row(plan_id, user))
+    cases: list[tuple[str, str]] = [
+        (
+            dumps_row(row(plan_id, user, event_type="plan_created", payload={"name": 5})),
+            "line 2: payload.name: ",
+        ),
+        (
+            with_payload_text(row(plan_id, user), '{"n": 18446744073709551617}'),
+            "line 2: payload.n is an integer outside ",
+        ),
+        (with_payload_text(row(plan_id, user), "[" * 3000), "line 2: payload[0][0]"),
+        (
+            dumps_row(row(plan_id, user, deleted_at="2025-04-01T00:00:00.000000Z")),
+            "line 2: deleted_at ",
+        ),
+        (dumps_row(row(plan_id, user, event_type="\u200b")), "line 2: event_type is blank"),
+    ]
+    path = tmp_path / "bad.jsonl"
+    for bad_line, words in cases:
+        path.write_text(f"{good_line}\n{bad_line}\n", encoding="utf-8")
+        result = run_cli("import", "--database-url", backend_url, str(path))
+        line = one_error_line(result, 1)
+        assert f"Error: {words}" in line, line
+    assert store_count(engine) == 0
+    path.write_text(cases[0][0] + "\n", encoding="utf-8")
+    result = run_cli("import", "--database-url", backend_url, str(path), "--no-validate-payloads")
+    assert result.returncode == 0, result.stderr
+    assert store_count(engine) == 1
+
+
+def store_count(engine: Engine) -> int:
+    return count(engine, events)
