@@ -328,13 +328,13 @@ def parse_json(source: str | bytes, *, root: str | None = "payload") -> Any:
 
 
 def validate_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
-    """Check a payload and return its JSON encoding.
+    """Check a payload and return its JSON encoding (in jsonb's form, see :func:`as_jsonb`).
 
     Raises:
         InvalidInput: not an object, not JSON, NaN/Infinity, NUL, an integer beyond
             64 bits, nested beyond :data:`MAX_PAYLOAD_DEPTH`, or too large.
     """
-    return _encode(payload, max_bytes)[0]
+    return prepare_payload(payload, max_bytes)[1]
 
 
 def _fast_encode(payload: Any) -> tuple[bytes, dict[str, Any]] | None:
@@ -349,7 +349,7 @@ def _fast_encode(payload: Any) -> tuple[bytes, dict[str, Any]] | None:
     if type(payload) is not dict:
         return None
     try:
-        encoded = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+        encoded = orjson.dumps(payload)
     except (orjson.JSONEncodeError, TypeError):
         return None
     if b"\\u0000" in encoded:
@@ -387,7 +387,7 @@ def _encode(payload: Any, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
         encoded, decoded = fast
     else:
         _check_json(payload, "payload")
-        encoded = orjson.dumps(payload, default=_plain, option=orjson.OPT_SORT_KEYS)
+        encoded = orjson.dumps(payload, default=_plain)
         decoded = orjson.loads(encoded)
     if len(encoded) > max_bytes:
         raise InvalidInput(
@@ -418,17 +418,31 @@ def prepare_payload(
 ) -> tuple[dict[str, Any], bytes]:
     """Validate a payload; return it in jsonb's form, and as JSON bytes of that form.
 
+    The form (see :func:`as_jsonb`) is jsonb's numbers and jsonb's key order, nested
+    objects included; the bytes keep that order, so SQLite stores the text PostgreSQL
+    would give back and both hand reducers the same payload.
+
     Raises:
         InvalidInput: as :func:`validate_payload`.
     """
     encoded, decoded = _encode(payload, max_bytes)
+    form = decoded
     # orjson always signs an exponent (1e+16, 1.5e-7): cheap substring looks first.
     if (b"e+" in encoded or b"e-" in encoded or b"-0.0" in encoded) and _JSONB_SENSITIVE.search(
         encoded
     ):
-        normalized: dict[str, Any] = as_jsonb(decoded)
-        return normalized, orjson.dumps(normalized, option=orjson.OPT_SORT_KEYS)
-    return decoded, encoded
+        form = _jsonb_numbers(form)
+    if encoded.count(b"{") == 1:
+        # No object inside (a string holding a brace only costs the walk below):
+        # the payload's own keys are all there is to order.
+        ordered = _key_order(tuple(form)) if len(form) > 1 else None
+        if ordered is not None:
+            form = {key: form[key] for key in ordered}
+    else:
+        form = _jsonb_keys(form)
+    if form is decoded:
+        return decoded, encoded  # given in jsonb's order already
+    return form, orjson.dumps(form)  # insertion order: jsonb's
 
 
 def _jsonb_number(value: float) -> int | float:
@@ -442,21 +456,91 @@ def _jsonb_number(value: float) -> int | float:
     return value  # beyond 64-bit integers orjson reads jsonb's digits back as a float
 
 
+def _jsonb_numbers(value: Any) -> Any:
+    if isinstance(value, float):
+        return _jsonb_number(value)
+    if isinstance(value, dict):
+        return {key: _jsonb_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonb_numbers(item) for item in value]
+    return value
+
+
+def jsonb_key(key: str) -> tuple[int, bytes]:
+    """jsonb's order of object keys: shorter first (in UTF-8 bytes), then bytewise."""
+    raw = key.encode("utf-8")
+    return len(raw), raw
+
+
+_KEY_ORDERS: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+"""Per tuple of keys as given, jsonb's order of them (None: the same). Payloads of one
+event type share their keys, so the sorting is done once per shape, not per append."""
+_KEY_ORDERS_MAX: Final = 4096
+
+
+def _key_order(keys: tuple[str, ...]) -> tuple[str, ...] | None:
+    """jsonb's order of ``keys``, or None when they are in it already."""
+    try:
+        return _KEY_ORDERS[keys]
+    except KeyError:
+        pass
+    # ASCII keys are as long in bytes as in characters: two sorts in C (the second,
+    # by length, is stable) give jsonb's order with no Python key function.
+    if all(map(str.isascii, keys)):
+        ordered = tuple(sorted(sorted(keys), key=len))
+    else:
+        ordered = tuple(sorted(keys, key=jsonb_key))
+    if len(_KEY_ORDERS) >= _KEY_ORDERS_MAX:
+        _KEY_ORDERS.clear()  # arbitrary keys (maps used as data) must not grow it forever
+    found = _KEY_ORDERS[keys] = None if ordered == keys else ordered
+    return found
+
+
+def _jsonb_keys(value: Any) -> Any:
+    """``value`` with every object's keys in jsonb's order (the same object when they
+    are already; a copy, sharing what needs no change, when not).
+
+    On every append's path, so it looks only at containers and sorts each shape of
+    keys once (see :data:`_KEY_ORDERS`).
+    """
+    if type(value) is list:
+        out = value
+        for index, item in enumerate(value):
+            if type(item) is dict or type(item) is list:
+                new = _jsonb_keys(item)
+                if new is not item:
+                    if out is value:
+                        out = list(value)
+                    out[index] = new
+        return out
+    if type(value) is not dict:
+        return value
+    result = value
+    if len(value) > 1:
+        ordered = _key_order(tuple(value))
+        if ordered is not None:
+            result = {key: value[key] for key in ordered}
+    for key, item in value.items():
+        if type(item) is dict or type(item) is list:
+            new = _jsonb_keys(item)
+            if new is not item:
+                if result is value:
+                    result = dict(value)
+                result[key] = new  # in its place: the key is there already
+    return result
+
+
 def as_jsonb(value: Any) -> Any:
     """JSON data exactly as PostgreSQL's ``jsonb`` gives it back.
 
     jsonb stores numbers as ``numeric``: ``-0.0`` reads back as ``0.0`` and a float
     orjson writes with an exponent (``1e16``) as the integer ``10000000000000000``.
-    The store writes this form on every backend, so SQLite and PostgreSQL hold, and
-    fold, the very same payloads.
+    It keeps an object's keys in its own order, shorter keys first, then bytewise
+    (``{"b", "aa"}``; see :func:`jsonb_key`), at every level. The store writes this
+    form on every backend, so SQLite and PostgreSQL hold, and fold, the very same
+    payloads, down to the order a reducer iterates their keys in.
     """
-    if isinstance(value, float):
-        return _jsonb_number(value)
-    if isinstance(value, dict):
-        return {key: as_jsonb(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [as_jsonb(item) for item in value]
-    return value
+    return _jsonb_keys(_jsonb_numbers(value))
 
 
 def same_json(left: Any, right: Any) -> bool:

@@ -10,9 +10,10 @@ deletes, restores), where each backend stamps its own ``created_at``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,7 +25,7 @@ from sqlalchemy import Engine
 
 from eventsource import EventStore, migrate
 from eventsource.config import make_engine
-from eventsource.events import STAGES, NewEvent, RecordedEvent
+from eventsource.events import STAGES, NewEvent, RecordedEvent, as_jsonb, jsonb_key
 from eventsource.jsonl import dumps_row, event_to_row
 from eventsource.transfer import import_events
 from projections.course_designer import CourseDesignerPlanProjection
@@ -41,16 +42,51 @@ from projections.testing import (
     write_orders,
 )
 from projections.testing.profiles import database_settings
-from projections.typing import Projection
+from projections.typing import Event, JSONValue, Projection
 from tests.conftest import create_pg_schema, drop_pg_schema, make_plan, pg_schema_url
 
 load_profile()
 
 pytestmark = pytest.mark.postgres
 
+
+def _keys(value: Any) -> JSONValue:
+    """The keys of every object in ``value``, in the order a reducer iterates them."""
+    if isinstance(value, Mapping):
+        return [[key, _keys(value[key])] for key in value]
+    if isinstance(value, tuple | list):
+        return [_keys(item) for item in value]
+    return None
+
+
+class KeyOrderProjection:
+    """Folds the order each payload's keys come in, nested objects included: a reducer
+    that depends on key order (as no reducer should) folds the same on both backends
+    only if the store hands both the same order (jsonb's)."""
+
+    name = "key_order"
+    version = 1
+    handles: frozenset[str] | None = None
+    payload_models: Mapping[str, Any] = MappingProxyType({})
+    tie_rank: Mapping[str, int] = MappingProxyType({})
+
+    def initial_state(self, plan_id: UUID) -> tuple[JSONValue, ...]:
+        return ()
+
+    def evolve(self, state: tuple[JSONValue, ...], event: Event) -> tuple[JSONValue, ...]:
+        return (*state, _keys(event.payload))
+
+    def to_json(self, state: tuple[JSONValue, ...]) -> JSONValue:
+        return list(state)
+
+    def from_json(self, data: JSONValue) -> tuple[JSONValue, ...]:
+        return tuple(data)
+
+
 PLAN = CourseDesignerPlanProjection()
 ECHO = EchoProjection(tie_rank={"tagged": -1, "stage_completed": 0, "removed": 2})
-PROJECTIONS: tuple[Projection[Any], ...] = (PLAN, ECHO)
+KEYS = KeyOrderProjection()
+PROJECTIONS: tuple[Projection[Any], ...] = (PLAN, ECHO, KEYS)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +154,8 @@ def assert_backends_agree(
     """Order, rows, states and hashes agree on both backends (and, for exact rows,
     with the in-memory fold of ``events``, time travel included)."""
     engines = [ProjectionEngine(store, snapshot_every=None) for store in backends]
+    # The in-memory model folds the payloads as the store hands them over: jsonb's form.
+    stored = [e._replace(payload=as_jsonb(e.payload)) for e in events]
     for plan_id in plan_ids(events):
         audits = [_rows(list(store.audit(plan_id))) for store in backends]
         assert audits[0] == audits[1], "the rows differ"
@@ -136,16 +174,16 @@ def assert_backends_agree(
             assert loaded[0].event_count == loaded[1].event_count
             if not exact_rows:
                 continue
-            assert orjson.loads(replay(projection, events, plan_id)) == loaded[0].json
+            assert orjson.loads(replay(projection, stored, plan_id)) == loaded[0].json
             for at in _instants(events, "occurred_at"):
                 as_of = [e.load(projection, plan_id, as_of=at) for e in engines]
                 assert as_of[0].hash == as_of[1].hash, f"as_of={at}"
-                model = orjson.loads(replay(projection, events, plan_id, valid_at=at))
+                model = orjson.loads(replay(projection, stored, plan_id, valid_at=at))
                 assert as_of[0].json == model, f"as_of={at}"
             for at in _instants(events, "created_at", "deleted_at"):
                 known = [e.load(projection, plan_id, known_at=at) for e in engines]
                 assert known[0].hash == known[1].hash, f"known_at={at}"
-                model = orjson.loads(replay(projection, events, plan_id, known_at=at))
+                model = orjson.loads(replay(projection, stored, plan_id, known_at=at))
                 assert known[0].json == model, f"known_at={at}"
 
 
@@ -324,3 +362,55 @@ def test_a_float_beyond_64_bit_integers_is_stored_on_both_backends(
 ) -> None:
     sqlite, postgresql = _read_back(backends, {"v": 1e20})
     assert sqlite == postgresql
+
+
+# --- Payload key order -------------------------------------------------------------
+
+ORDERED = {"b": 1, "z": 2, "aa": {"y": [{"c": 2, "dd": 1}], "zz": 1}, "ab": 3, "é": 4}
+"""A payload in jsonb's key order: shorter keys first (in UTF-8 bytes: ``é`` is two),
+then bytewise; nested objects too."""
+
+
+def _shuffled(value: Any) -> Any:
+    """``value`` with every object's keys reversed (another order, the same content)."""
+    if isinstance(value, dict):
+        return {key: _shuffled(value[key]) for key in reversed(value)}
+    if isinstance(value, list):
+        return [_shuffled(item) for item in value]
+    return value
+
+
+def _in_order(payload: Any) -> bytes:
+    return orjson.dumps(payload)  # no sorting: the bytes show the order
+
+
+def test_payload_keys_read_back_in_jsonb_order_on_both_backends_appended_or_imported(
+    backends: tuple[EventStore, EventStore],
+) -> None:
+    given = _shuffled(ORDERED)
+    assert list(given) != list(ORDERED)
+    for store in backends:
+        plan, _ = make_plan(store.engine)
+        (appended,) = store.append(plan, [NewEvent("ordered", given, occurred_at=ORIGIN)]).event_ids
+        row = event_to_row(next(iter(store.read(plan)))._replace(id=uuid4(), payload=given))
+        import_events(store, [orjson.dumps(row)])
+        payloads = [e.payload for e in store.read(plan)]
+        assert [_in_order(p) for p in payloads] == [_in_order(ORDERED)] * 2, store.dialect
+        assert store.get(appended).payload == ORDERED
+        loaded = ProjectionEngine(store).load(KEYS, plan).json
+        assert loaded == [_keys(ORDERED)] * 2, store.dialect
+
+
+@database_settings(10)
+@given(payload=json_objects(max_size=5))
+def test_any_payload_folds_with_the_same_key_order_on_both_backends(
+    backends: tuple[EventStore, EventStore], payload: dict[str, Any]
+) -> None:
+    folds = []
+    for store in backends:
+        plan, _ = make_plan(store.engine)
+        store.append(plan, [NewEvent("measured", payload, occurred_at=ORIGIN)])
+        read = next(iter(store.read(plan))).payload
+        assert list(read) == sorted(payload, key=jsonb_key)
+        folds.append(ProjectionEngine(store).load(KEYS, plan).json)
+    assert folds[0] == folds[1]
