@@ -9,9 +9,11 @@ from .errors import (
     ConcurrencyConflict,
     ConfigurationError,
     EventSourceError,
+    FoldFailed,
     IdempotencyConflict,
     InvalidEventPayload,
     InvalidInput,
+    NoEventsAsOf,
     NonDeterministicProjection,
     PermissionDenied,
     SchemaMissing,
@@ -25,7 +27,7 @@ from .feed import ChangeFeedStore
 from .hooks import WriteHook, WriteNotice
 from .parents import create_plan, create_user
 from .positions import StreamPosition, TimelineCursor, TimelinePage
-from .snapshots import Snapshot, SnapshotStore
+from .snapshots import QuarantineEntry, Snapshot, SnapshotStore
 from .store import EventStore
 from .streams import AppendResult, StreamStore
 from .versions import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, StreamState
@@ -44,12 +46,15 @@ __all__ = [
     "EventSourceError",
     "EventStore",
     "ExpectedVersion",
+    "FoldFailed",
     "IdempotencyConflict",
     "InvalidEventPayload",
     "InvalidInput",
     "NewEvent",
+    "NoEventsAsOf",
     "NonDeterministicProjection",
     "PermissionDenied",
+    "QuarantineEntry",
     "RecordedEvent",
     "SchemaMissing",
     "Snapshot",

@@ -673,7 +673,8 @@ class StreamStore(StreamRules):
     ) -> Iterator[RecordedEvent]:
         """:meth:`read` on a driver connection the caller holds in a transaction."""
         sql, params = self.stream_query(plan_id, after=after, tie_rank=tie_rank)
-        return map(self.sql.decoder(plan_id), self.sql.fetch(raw, sql, params, page_size))
+        # A generator, so a caller that stops early can close() the stream.
+        yield from map(self.sql.decoder(plan_id), self.sql.fetch(raw, sql, params, page_size))
 
     def timeline(
         self,
