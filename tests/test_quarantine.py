@@ -108,12 +108,14 @@ def test_a_worker_quarantines_the_plan_it_cannot_fold_and_folds_every_other(
     assert (entry.plan_id, entry.projection, entry.projection_version) == (bad, "fragile", 1)
     assert (entry.event_id, entry.event_type) == (event, "note_added")
     assert "ValueError: boom is not a valid note" in entry.error
-    assert entry.attempts == 1 and entry.unchanged
+    assert entry.attempts == 1
+    assert entry.unchanged
     assert entry.first_seen <= entry.last_seen
 
     # No crash loop: nothing is queued, nothing fails.
     again = Worker(store, [Fragile()])
-    assert again.drain() == 0 and again.stats.quarantined == 0
+    assert again.drain() == 0
+    assert again.stats.quarantined == 0
 
     # A write to the plan is a change: the worker tries again, fails again, counts it.
     store.append(bad, [note()])
@@ -122,12 +124,14 @@ def test_a_worker_quarantines_the_plan_it_cannot_fold_and_folds_every_other(
     third.drain()
     assert third.stats.quarantined == 1
     (entry,) = store.quarantine()
-    assert entry.attempts == 2 and entry.unchanged
+    assert entry.attempts == 2
+    assert entry.unchanged
 
     # Soft-deleting the bad event fixes the stream: folded and released.
     assert store.soft_delete(event)
     fourth = Worker(store, [Fragile()])
-    assert fourth.drain() == 1 and fourth.stats.quarantined == 0
+    assert fourth.drain() == 1
+    assert fourth.stats.quarantined == 0
     assert snapshot_count(store, bad) == 2
     assert store.quarantine() == []
 
@@ -151,20 +155,24 @@ def test_replay_rebuilds_every_other_plan_and_skips_the_quarantined_until_it_cha
     good, bad, good2, event = three_plans(engine, store)
     projections = ProjectionEngine(store, snapshot_every=None)
     report = projections.replay(Fragile(), batch_size=2)
-    assert report.rebuilt == 2 and sorted(report.plans) == sorted([good, good2])
+    assert report.rebuilt == 2
+    assert sorted(report.plans) == sorted([good, good2])
     assert [f.plan_id for f in report.quarantined] == [bad]
     assert report.quarantined[0].event_id == event
-    assert snapshot_count(store, good) == 2 and snapshot_count(store, good2) == 2
+    assert snapshot_count(store, good) == 2
+    assert snapshot_count(store, good2) == 2
     assert store.finished(report.run) == set()  # the run finished: checkpoints gone
 
     second = projections.replay(Fragile())
-    assert second.still_quarantined == [bad] and second.quarantined == []
+    assert second.still_quarantined == [bad]
+    assert second.quarantined == []
     assert second.rebuilt == 2
     assert store.quarantine()[0].attempts == 1  # skipped, not tried again
 
     store.soft_delete(event)
     third = projections.replay(Fragile())
-    assert third.quarantined == [] and third.still_quarantined == []
+    assert third.quarantined == []
+    assert third.still_quarantined == []
     assert snapshot_count(store, bad) == 1
     assert store.quarantine() == []
 
@@ -181,7 +189,8 @@ def test_a_new_projection_version_tries_the_plan_again(
         version = 2
 
     report = projections.replay(FixedV2())
-    assert report.still_quarantined == [] and report.rebuilt == 3
+    assert report.still_quarantined == []
+    assert report.rebuilt == 3
     assert snapshot_count(store, bad) == 2
     assert store.quarantine() == []
 
@@ -194,8 +203,10 @@ def test_verify_names_the_unfoldable_plan_and_records_it(
     projections = ProjectionEngine(store, snapshot_every=None)
     assert projections.verify(Fragile(), good).ok
     report = projections.verify(Fragile(), bad)
-    assert not report.ok and report.snapshot_status == "unfoldable"
-    assert report.failure is not None and report.failure.event_id == event
+    assert not report.ok
+    assert report.snapshot_status == "unfoldable"
+    assert report.failure is not None
+    assert report.failure.event_id == event
     assert [e.plan_id for e in store.quarantine()] == [bad]
 
 
@@ -210,8 +221,10 @@ def test_loading_the_plan_raises_an_error_naming_the_event_and_what_to_do(
     failure = caught.value
     assert (failure.plan_id, failure.event_id, failure.event_type) == (bad, event, "note_added")
     message = str(failure)
-    assert str(event) in message and str(bad) in message
-    assert "soft-delete the event" in message and "eventsource quarantine --retry" in message
+    assert str(event) in message
+    assert str(bad) in message
+    assert "soft-delete the event" in message
+    assert "eventsource quarantine --retry" in message
     assert isinstance(failure.__cause__, ValueError)
 
 
@@ -223,10 +236,12 @@ def test_retry_after_a_fix_folds_and_releases_and_a_failing_retry_counts(
     projections = ProjectionEngine(store, snapshot_every=None)
     projections.replay(Fragile())
     failure = projections.retry_quarantined(Fragile(), bad)
-    assert failure is not None and failure.plan_id == bad
+    assert failure is not None
+    assert failure.plan_id == bad
     assert store.quarantine()[0].attempts == 2
     assert projections.retry_quarantined(Fixed(), bad) is None
-    assert snapshot_count(store, bad) == 2 and store.quarantine() == []
+    assert snapshot_count(store, bad) == 2
+    assert store.quarantine() == []
 
 
 def test_reconcile_deep_records_an_unfoldable_plan_and_never_requeues_it_unchanged(
@@ -290,16 +305,19 @@ def test_the_cli_sets_a_bad_plan_aside_names_it_and_retries_it_after_a_soft_dele
     verify = run_cli("verify", *db)
     assert verify.returncode == 3, verify.stderr
     assert f"{bad}: CANNOT BE FOLDED (quarantined)" in verify.stdout
-    assert str(event) in verify.stdout and "1 differ" in verify.stdout
+    assert str(event) in verify.stdout
+    assert "1 differ" in verify.stdout
 
     states = run_cli("state", "--all", "--format", "jsonl", *db)
     assert states.returncode == 3
     assert len(states.stdout.splitlines()) == 3  # every other plan printed
-    assert str(bad) in states.stderr and str(event) in states.stderr
+    assert str(bad) in states.stderr
+    assert str(event) in states.stderr
 
     one = run_cli("state", str(bad), *db)
     assert one.returncode == 1
-    assert str(event) in one.stderr and "Traceback" not in one.stderr
+    assert str(event) in one.stderr
+    assert "Traceback" not in one.stderr
 
     replay = run_cli("replay", *db)
     assert replay.returncode == 0, replay.stderr
@@ -309,21 +327,23 @@ def test_the_cli_sets_a_bad_plan_aside_names_it_and_retries_it_after_a_soft_dele
     listing = run_cli("quarantine", "--format", "json", *db)
     assert listing.returncode == 0, listing.stderr
     (entry,) = json.loads(listing.stdout)["quarantined"]
-    assert entry["plan_id"] == str(bad) and entry["event_id"] == str(event)
-    assert entry["event_type"] == "plan_created" and entry["attempts"] >= 1
+    assert entry["plan_id"] == str(bad)
+    assert entry["event_id"] == str(event)
+    assert entry["event_type"] == "plan_created"
+    assert entry["attempts"] >= 1
     table = run_cli("quarantine", *db)
-    assert str(bad) in table.stdout and "soft-delete the event" in table.stdout
+    assert str(bad) in table.stdout
+    assert "soft-delete the event" in table.stdout
 
     still = run_cli("quarantine", "--retry", str(bad), *db)
-    assert still.returncode == 3 and "still cannot be folded" in still.stdout
+    assert still.returncode == 3
+    assert "still cannot be folded" in still.stdout
 
     assert run_cli("delete", str(event), *db).returncode == 0
     retried = run_cli("quarantine", "--retry-all", *db)
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert "1 folded and released, 0 still quarantined" in retried.stdout
-    assert json.loads(run_cli("quarantine", "--format", "json", *db).stdout) == {
-        "quarantined": []
-    }
+    assert json.loads(run_cli("quarantine", "--format", "json", *db).stdout) == {"quarantined": []}
     assert run_cli("verify", *db).returncode == 0
 
 
@@ -350,7 +370,8 @@ def test_time_travel_before_the_first_event_says_the_plan_had_no_events_then(
     stamp = before.isoformat()
     one = run_cli("state", str(plan), "--as-of", stamp, "--database-url", backend_url)
     assert one.returncode == 1
-    assert f"plan {plan} has no events as of" in one.stderr and "Traceback" not in one.stderr
+    assert f"plan {plan} has no events as of" in one.stderr
+    assert "Traceback" not in one.stderr
 
     other, _ = make_plan(engine)
     store.append(other, [NewEvent("plan_created", {"name": "Early"}, occurred_at=before)])
