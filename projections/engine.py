@@ -191,9 +191,29 @@ def snapshot_usable(
     """
     if snapshot is None or not snapshot.usable_for(projection.name, projection.version):
         return False
+    if not snapshot_intact(snapshot):
+        return False
     if as_of is None:
         return True
     return snapshot.position is not None and snapshot.position.occurred_at <= as_of
+
+
+def snapshot_intact(snapshot: Snapshot) -> bool:
+    """Whether the stored state still hashes to its ``state_hash``.
+
+    A mismatch (a row altered outside the library, a corrupted page) is never
+    served: the load folds the stream instead, a worker's refresh rebuilds the
+    snapshot from scratch, and ``reconcile`` reports and queues it.
+    """
+    if state_hash(canonical_json(snapshot.state)) == snapshot.state_hash:
+        return True
+    log.warning(
+        "snapshot of plan %s (%s v%d) does not match its state_hash: not served, refolded",
+        snapshot.plan_id,
+        snapshot.projection,
+        snapshot.projection_version,
+    )
+    return False
 
 
 def tail_is_whole_stream(snapshot: Snapshot | None, projection: Projection[Any]) -> bool:
@@ -418,7 +438,7 @@ class ProjectionEngine:
     ) -> LoadedState[S]:
         """:meth:`refresh` on the driver connection of the caller's transaction."""
         snapshot = None if from_scratch else self.store.load_snapshot(raw, plan_id, projection.name)
-        usable = snapshot is not None and snapshot.usable_for(projection.name, projection.version)
+        usable = snapshot_usable(snapshot, projection, None)
         loaded = self._fold_stream(projection, plan_id, raw=raw, start=snapshot if usable else None)
         if usable and snapshot is not None and loaded.tail == 0:
             return loaded

@@ -52,7 +52,7 @@ from eventsource.status import FeedLag, feed_lag
 from eventsource.tables import events, snapshots
 from eventsource.typing import WorkerStore
 
-from .engine import ProjectionEngine
+from .engine import ProjectionEngine, snapshot_intact
 from .typing import Projection
 
 STOP_CHECK_SECONDS: Final = 0.25
@@ -419,6 +419,8 @@ def _check(
         return f"snapshot of version {snapshot.projection_version}"
     if snapshot.stale:
         return "snapshot stale"
+    if not snapshot_intact(snapshot):
+        return "snapshot state does not match its state_hash (altered outside the library)"
     rank = _rank_expression(projection.tie_rank)
     position = snapshot.position
     covered: ColumnElement[bool]
