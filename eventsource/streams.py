@@ -458,15 +458,21 @@ class StreamStore(StreamRules):
         self.dialect: str = self.sql.name
         self.hooks: list[WriteHook] = list(hooks)
         self._schema_ok = False
+        self._owns_engine = False
 
     @classmethod
     def from_url(cls, url: str | None = None, **kwargs: Any) -> Any:
         """A store for ``url`` (else ``EVENTSOURCE_DATABASE_URL``, else the default)."""
-        return cls(make_engine(url), **kwargs)
+        store = cls(make_engine(url), **kwargs)
+        store._owns_engine = True
+        return store
 
     def close(self) -> None:
+        """Give back the connections this store holds; dispose of the engine too if
+        the store made it (``from_url``). An engine passed in stays the caller's."""
         self.database.close()
-        self.engine.dispose()
+        if self._owns_engine:
+            self.engine.dispose()
 
     # -- transactions ----------------------------------------------------------
 

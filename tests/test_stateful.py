@@ -160,8 +160,12 @@ class EngineMachine(RuleBasedStateMachine):
     events = Bundle("events")
 
     def teardown(self) -> None:
+        # Every run's store gives its connections back at once: left to the garbage
+        # collector (the inline hook makes a cycle), a few dozen runs exhaust the pool.
         if self.face_store is not None:
             self.face_store.close()
+        else:
+            self.store.close()
 
     # -- the model -------------------------------------------------------------
 
