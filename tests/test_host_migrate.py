@@ -154,7 +154,13 @@ def test_migrate_runs_as_a_role_owning_only_its_own_objects_and_leaves_the_host_
         assert owned
         assert all(ours(relation) for relation in owned), owned
         functions = [row[1] for row in after["functions"] if row[2] == name]
-        assert functions == ["eventsource_notify_plan_changes"]
+        assert sorted(functions) == [
+            "eventsource_lock_events",
+            "eventsource_mark_stale",
+            "eventsource_notify_plan_changes",
+            "eventsource_restore",
+            "eventsource_soft_delete",
+        ]
         assert not [row for row in after["types"] if row[2] == name]
         assert {row[1] for row in after["relations"] if not ours(row[1])} == {
             row[1] for row in before["relations"]
