@@ -398,6 +398,26 @@ class StreamRules:
         occurred, was_deleted = yield Query(sql.event_state, {"plan": plan, "id": ident}, "one")
         if (was_deleted is not None) == deleted:
             return False, None
+        retract = sql.retract(deleted)
+        if retract is not None:
+            # The database's own function (PostgreSQL): the store's roles may not
+            # set deleted_at or write the history themselves (eventsource.roles).
+            (changed,) = yield Query(retract, {"plan": plan, "id": ident}, "one")
+            if not changed:
+                return False, None
+        else:
+            yield from self._set_deleted_rows(plan, ident, deleted, was_deleted, now)
+        earliest = sql.decode_timestamp(occurred)
+        for statement, params in self._bookkeeping(plan_id, earliest, now):
+            yield Query(statement, params)
+        kind = "soft_delete" if deleted else "restore"
+        return True, WriteNotice(plan_id, kind, earliest)
+
+    def _set_deleted_rows(
+        self, plan: Any, ident: Any, deleted: bool, was_deleted: Any, now: datetime
+    ) -> Program[None]:
+        """Set ``deleted_at`` and write the retraction history, statement by statement."""
+        sql = self.sql
         stamp = sql.timestamp(now)
         yield Query(
             sql.set_deleted,
@@ -408,22 +428,17 @@ class StreamRules:
                 sql.open_retraction,
                 {"plan": plan, "id": ident, "deleted_at": stamp, "restored_at": None},
             )
-        else:
-            closed = yield Query(
-                sql.close_retraction, {"plan": plan, "id": ident, "restored_at": stamp}, "rowcount"
+            return
+        closed = yield Query(
+            sql.close_retraction, {"plan": plan, "id": ident, "restored_at": stamp}, "rowcount"
+        )
+        if not closed:
+            # Deleted outside the library (or imported deleted): keep the
+            # interval it was retracted for.
+            yield Query(
+                sql.open_retraction,
+                {"plan": plan, "id": ident, "deleted_at": was_deleted, "restored_at": stamp},
             )
-            if not closed:
-                # Deleted outside the library (or imported deleted): keep the
-                # interval it was retracted for.
-                yield Query(
-                    sql.open_retraction,
-                    {"plan": plan, "id": ident, "deleted_at": was_deleted, "restored_at": stamp},
-                )
-        earliest = sql.decode_timestamp(occurred)
-        for statement, params in self._bookkeeping(plan_id, earliest, now):
-            yield Query(statement, params)
-        kind = "soft_delete" if deleted else "restore"
-        return True, WriteNotice(plan_id, kind, earliest)
 
 
 __all__ = [

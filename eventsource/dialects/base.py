@@ -468,6 +468,13 @@ class Dialect:
             f"WHERE course_designer_plan_id = {self.p('plan')} AND id = {self.p('id')}"
         )
 
+    def retract(self, deleted: bool) -> str | None:
+        """One statement that soft deletes (or restores) an event and writes its
+        retraction history at the database's time, returning whether it changed the
+        row (parameters ``plan``, ``id``); None where the store runs
+        :attr:`set_deleted` and the retraction statements itself."""
+        return None
+
     @property
     def open_retraction(self) -> str:
         return (
