@@ -66,7 +66,15 @@ class HostParentsRefused(UnknownReference):
 
 
 class InvalidEventPayload(InvalidInput):
-    """A stored payload does not match the projection's model for its type."""
+    """A stored payload does not match the projection's model for its type.
+
+    Attributes:
+        reason: what is wrong, without naming the event (``FoldFailed`` names it).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, reason: str | None = None):
+        super().__init__(message, field=field)
+        self.reason = reason or message
 
 
 class UnknownPlan(EventSourceError, LookupError):

@@ -294,7 +294,10 @@ def verify(
     else:
         for r in bad:
             if r.failure is not None:
-                reason = f"CANNOT BE FOLDED (quarantined): {r.failure}"
+                reason = (
+                    f"CANNOT BE FOLDED at event {r.failure.event_id} ({r.failure.event_type}): "
+                    f"{r.failure.error}; quarantined (see eventsource quarantine)"
+                )
             elif not r.deterministic:
                 reason = (
                     "NOT DETERMINISTIC (the reducer reads the clock, randomness, mutable "

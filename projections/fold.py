@@ -87,11 +87,14 @@ def to_event(projection: Projection[Any], recorded: RecordedEvent) -> Event:
         try:
             payload = model.model_validate(recorded.payload)
         except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "the payload"
+            reason = f"the payload does not fit the model: {first['msg']} at {where}"
             raise InvalidEventPayload(
                 f"event {recorded.id} ({recorded.event_type}) has a payload the projection "
-                f"{projection.name!r} cannot read: {exc.errors()[0]['msg']} at "
-                f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}",
+                f"{projection.name!r} cannot read: {first['msg']} at {where}",
                 field="payload",
+                reason=reason,
             ) from exc
     else:
         payload = FrozenMapping(recorded.payload)
@@ -176,7 +179,9 @@ def fold_failed(projection: Projection[Any], recorded: RecordedEvent, exc: Excep
     """The error of one event a projection could not fold (see ``FoldFailed``)."""
     if isinstance(exc, FoldFailed):
         return exc
-    if isinstance(exc, InvalidEventPayload | EventSourceError):
+    if isinstance(exc, InvalidEventPayload):
+        detail = exc.reason
+    elif isinstance(exc, EventSourceError):
         detail = str(exc)
     else:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

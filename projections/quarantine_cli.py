@@ -54,12 +54,11 @@ def _record(entry: QuarantineEntry) -> dict[str, Any]:
 
 def _print_entry(entry: QuarantineEntry, width: int | None) -> None:
     tries = "1 attempt" if entry.attempts == 1 else f"{entry.attempts} attempts"
-    click.echo(
-        f"{entry.plan_id}  {entry.projection} v{entry.projection_version}  {tries}, "
-        f"since {format_timestamp(entry.first_seen)}"
-    )
+    click.echo(f"{entry.plan_id}  {entry.projection} v{entry.projection_version}")
+    click.echo(f"  {tries} since {format_timestamp(entry.first_seen)}")
     event = "no event" if entry.event_id is None else f"event {entry.event_id}"
-    for line in wrapped(f"{event} ({entry.event_type}): {entry.error}", width, "  "):
+    click.echo(f"  {event} ({entry.event_type})")
+    for line in wrapped(entry.error, width, "  "):
         click.echo(line)
     if not entry.unchanged:
         click.echo("  its events changed since: the next worker or replay tries it again")
@@ -105,7 +104,8 @@ def quarantine(
             for entry in entries:
                 _print_entry(entry, width)
             if entries:
-                click.echo(f"{len(entries)} plans in quarantine.")
+                plans = "plan" if len(entries) == 1 else "plans"
+                click.echo(f"{len(entries)} {plans} in quarantine.")
                 for line in wrapped(WHAT_TO_DO, width, ""):
                     click.echo(line)
             else:

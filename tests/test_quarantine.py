@@ -304,7 +304,7 @@ def test_the_cli_sets_a_bad_plan_aside_names_it_and_retries_it_after_a_soft_dele
 
     verify = run_cli("verify", *db)
     assert verify.returncode == 3, verify.stderr
-    assert f"{bad}: CANNOT BE FOLDED (quarantined)" in verify.stdout
+    assert f"{bad}: CANNOT BE FOLDED at event {event} (plan_created)" in verify.stdout
     assert str(event) in verify.stdout
     assert "1 differ" in verify.stdout
 
