@@ -195,6 +195,30 @@ class SnapshotRules(FeedRules):
             "updated_at": sql.timestamp(snapshot.updated_at),
         }
 
+    # -- quarantine ------------------------------------------------------------
+
+    def quarantine_params(self, failure: FoldFailed, now: datetime | None) -> dict[str, Any]:
+        """Parameters of the quarantine upsert (the fingerprint is read in SQL)."""
+        sql = self.sql
+        return {
+            "plan": sql.uuid(failure.plan_id),
+            "projection": failure.projection,
+            "version": failure.projection_version,
+            "event": sql.optional_uuid(failure.event_id),
+            "type": failure.event_type,
+            "error": failure.error[:4000],
+            "now": sql.timestamp(now or datetime.now(UTC)),
+        }
+
+    def quarantined_statement(self, plan_ids: Sequence[UUID]) -> tuple[str, dict[str, Any]]:
+        """The (plan, projection) pairs in quarantine among ``plan_ids``: SQL, parameters."""
+        sql = self.sql
+        params = {f"p{i}": sql.uuid(plan) for i, plan in enumerate(plan_ids)}
+        return sql.quarantined_among(len(plan_ids)), params
+
+    def decode_quarantined(self, rows: Sequence[Any]) -> set[tuple[UUID, str]]:
+        return {(self.sql.decode_uuid(plan), projection) for plan, projection in rows}
+
 
 class SnapshotStore(SnapshotRules, ChangeFeedStore):
     """The change-feed tier plus snapshots and replay checkpoints."""
@@ -272,19 +296,7 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
     def quarantine_in(self, raw: Raw, failure: FoldFailed, now: datetime | None = None) -> None:
         """Record that ``failure``'s projection cannot fold its plan, in ``raw``'s
         transaction (again: ``attempts`` counts the tries of this version)."""
-        sql = self.sql
-        raw.execute(
-            sql.quarantine,
-            {
-                "plan": sql.uuid(failure.plan_id),
-                "projection": failure.projection,
-                "version": failure.projection_version,
-                "event": sql.optional_uuid(failure.event_id),
-                "type": failure.event_type,
-                "error": failure.error[:4000],
-                "now": sql.timestamp(now or datetime.now(UTC)),
-            },
-        )
+        raw.execute(self.sql.quarantine, self.quarantine_params(failure, now))
 
     def quarantine_failure(self, failure: FoldFailed) -> None:
         """:meth:`quarantine_in` in a transaction of its own."""
@@ -305,10 +317,8 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
         """The (plan, projection) pairs in quarantine among ``plan_ids``."""
         if not plan_ids:
             return set()
-        sql = self.sql
-        params = {f"p{i}": sql.uuid(plan) for i, plan in enumerate(plan_ids)}
-        rows = raw.execute(sql.quarantined_among(len(plan_ids)), params).fetchall()
-        return {(sql.decode_uuid(plan), projection) for plan, projection in rows}
+        statement, params = self.quarantined_statement(plan_ids)
+        return self.decode_quarantined(raw.execute(statement, params).fetchall())
 
     def quarantine(self, projection: str | None = None) -> list[QuarantineEntry]:
         """Every quarantined plan (of one projection), in plan order."""

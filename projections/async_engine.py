@@ -9,6 +9,7 @@ async load of the same events give identical bytes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -74,23 +75,29 @@ class AsyncProjectionEngine:
         if tail is not None:
             result = fold(projection, tail, result, strict=self.strict)
         elif conn is not None:
-            async for events in self.store.read_chunks(
+            # aclosing: a fold that raises ends the stream before the transaction
+            # rolls back (an open stream holds the connection).
+            chunks = self.store.read_chunks(
                 conn, plan_id, after=after, tie_rank=projection.tie_rank
-            ):
-                result = fold(projection, events, result, strict=self.strict)
+            )
+            async with contextlib.aclosing(chunks):
+                async for events in chunks:
+                    result = fold(projection, events, result, strict=self.strict)
         else:
             chunk: list[Any] = []
-            async for event in self.store.read(
+            stream = self.store.read(
                 plan_id,
                 after=after,
                 tie_rank=projection.tie_rank,
                 valid_at=valid_at,
                 known_at=known_at,
-            ):
-                chunk.append(event)
-                if len(chunk) >= 500:
-                    result = fold(projection, chunk, result, strict=self.strict)
-                    chunk = []
+            )
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    chunk.append(event)
+                    if len(chunk) >= 500:
+                        result = fold(projection, chunk, result, strict=self.strict)
+                        chunk = []
             result = fold(projection, chunk, result, strict=self.strict)
         return loaded_state(projection, plan_id, result, begin, after, start is not None)
 

@@ -9,6 +9,7 @@ until one of its events changes or it is retried, and a load of it raises
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Mapping
@@ -21,9 +22,10 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import Engine, text
 
-from eventsource import EventStore, FoldFailed, NewEvent, NoEventsAsOf, UnknownPlan
+from eventsource import AsyncEventStore, EventStore, FoldFailed, NewEvent, NoEventsAsOf, UnknownPlan
 from eventsource.transfer import import_events
 from projections import CourseDesignerPlanProjection, ProjectionEngine
+from projections.async_worker import AsyncWorker
 from projections.typing import Event, JSONValue
 from projections.worker import Worker, reconcile
 from tests.clirun import run_cli
@@ -133,6 +135,31 @@ def test_a_worker_quarantines_the_plan_it_cannot_fold_and_folds_every_other(
     assert fourth.drain() == 1
     assert fourth.stats.quarantined == 0
     assert snapshot_count(store, bad) == 2
+    assert store.quarantine() == []
+
+
+def test_the_asyncio_worker_quarantines_the_plan_and_folds_every_other(
+    engine: Engine, sync_store: EventStore, backend_url: str
+) -> None:
+    store = sync_store
+    good, bad, good2, event = three_plans(engine, store)
+
+    async def drain() -> tuple[int, int]:
+        async with AsyncEventStore.from_url(backend_url) as async_store:
+            worker = AsyncWorker(async_store, [Fragile(), Counting()], batch_size=10)
+            return await worker.drain(), worker.stats.quarantined
+
+    assert asyncio.run(drain()) == (3, 1)
+    assert snapshot_count(store, good) == 2
+    assert snapshot_count(store, good2) == 2
+    assert snapshot_count(store, bad) is None
+    assert snapshot_count(store, bad, "counting") == 2
+    (entry,) = store.quarantine()
+    assert (entry.plan_id, entry.event_id) == (bad, event)
+    assert store.queued() == 0
+    store.soft_delete(event)
+    assert asyncio.run(drain()) == (1, 0)
+    assert snapshot_count(store, bad) == 1  # the first note; the boom is deleted
     assert store.quarantine() == []
 
 
