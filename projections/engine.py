@@ -265,10 +265,61 @@ def snapshot_status(snapshot: Snapshot | None, projection: Projection[Any]) -> s
     return None
 
 
+def fresh_instance(projection: Projection[S]) -> Projection[S] | None:
+    """A new instance of the projection's class, or None when none is the same projection.
+
+    The class is called with no arguments (as the registry builds an entry point that
+    names a class). The result must have the same name, version, handled types, tie
+    rank and payload models, and equal values in every other attribute except mutable
+    containers (dicts, lists, sets: where an instance keeps what it learns while
+    folding, such as a memo). A projection configured through its constructor has no
+    such twin. A new instance shares nothing with one that has folded before, except
+    what its class or module keeps.
+    """
+    cls: Any = type(projection)
+    try:
+        twin: Projection[S] = cls()
+    except Exception:  # needs arguments, or refuses to be built twice: no twin
+        return None
+    if (twin.name, twin.version, twin.handles) != (
+        projection.name,
+        projection.version,
+        projection.handles,
+    ) or (dict(twin.tie_rank), dict(twin.payload_models)) != (
+        dict(projection.tie_rank),
+        dict(projection.payload_models),
+    ):
+        return None
+    mine, its = _settings(projection), _settings(twin)
+    try:
+        same = mine.keys() == its.keys() and all(
+            mine[k] is its[k] or bool(mine[k] == its[k]) for k in mine
+        )
+    except Exception:  # a setting that cannot say whether it equals another
+        same = False
+    return twin if same else None
+
+
+def _settings(projection: Projection[Any]) -> dict[str, Any]:
+    """The instance's attributes but its mutable containers."""
+    names = set(getattr(projection, "__dict__", {}))
+    for cls in type(projection).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        names.update((slots,) if isinstance(slots, str) else slots)
+    values = {name: getattr(projection, name, None) for name in names - {"__dict__", "__weakref__"}}
+    return {k: v for k, v in values.items() if not isinstance(v, dict | list | set | bytearray)}
+
+
 def fold_watching_inputs(
     projection: Projection[Any], plan_id: UUID, events: Iterable[RecordedEvent]
 ) -> tuple[str, UUID | None]:
-    """A fold from scratch that notes the first event whose evolve mutated its input."""
+    """A fold from scratch that notes the first event whose evolve mutated its input.
+
+    The fold runs in a new instance of the projection when one can be built
+    (:func:`fresh_instance`), so state the given instance keeps between folds (a
+    cache or memo keyed by plan or event id) cannot make the two agree.
+    """
+    projection = fresh_instance(projection) or projection
     state = projection.initial_state(plan_id)
     mutated: UUID | None = None
     for recorded in events:
@@ -462,8 +513,11 @@ class ProjectionEngine:
     def verify(self, projection: Projection[Any], plan_id: UUID) -> VerifyReport:
         """Fold from scratch twice and compare with each other and the snapshot.
 
-        The second fold also checks that ``evolve`` leaves the state it was given
-        unchanged (a reducer mutating its input can fold identically twice).
+        The second fold runs in a new instance of the projection (see
+        :func:`fresh_instance`), so a reducer that remembers earlier folds (a memo by
+        plan or event id serving a soft-deleted event's data) cannot agree with itself;
+        it also checks that ``evolve`` leaves the state it was given unchanged (a
+        reducer mutating its input can fold identically twice).
         Dependence on hash-seeded set order cannot be seen inside one process: use
         ``projections.testing.HashSeedCheck`` for that.
         """
