@@ -9,9 +9,11 @@ from .errors import (
     ConcurrencyConflict,
     ConfigurationError,
     EventSourceError,
+    FoldFailed,
     IdempotencyConflict,
     InvalidEventPayload,
     InvalidInput,
+    NoEventsAsOf,
     NonDeterministicProjection,
     PermissionDenied,
     SchemaMissing,
@@ -26,7 +28,7 @@ from .hooks import WriteHook, WriteNotice
 from .parents import create_plan, create_user
 from .payload_models import PayloadModels
 from .positions import StreamPosition, TimelineCursor, TimelinePage
-from .snapshots import Snapshot, SnapshotStore
+from .snapshots import QuarantineEntry, Snapshot, SnapshotStore
 from .store import EventStore
 from .streams import AppendResult, StreamStore
 from .versions import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, StreamState
@@ -45,13 +47,16 @@ __all__ = [
     "EventSourceError",
     "EventStore",
     "ExpectedVersion",
+    "FoldFailed",
     "IdempotencyConflict",
     "InvalidEventPayload",
     "InvalidInput",
     "NewEvent",
+    "NoEventsAsOf",
     "NonDeterministicProjection",
     "PayloadModels",
     "PermissionDenied",
+    "QuarantineEntry",
     "RecordedEvent",
     "SchemaMissing",
     "Snapshot",

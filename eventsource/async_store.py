@@ -15,7 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
@@ -31,7 +38,7 @@ from psycopg.types.json import set_json_loads
 from .backend import RetryPolicy, translate
 from .config import SQLITE_BUSY_TIMEOUT_MS, libpq_params, resolve_url
 from .dialects import Dialect, PostgreSQL, SQLite
-from .errors import SchemaMissing, StoreUnavailable, TransientError, UnknownEvent
+from .errors import FoldFailed, SchemaMissing, StoreUnavailable, TransientError, UnknownEvent
 from .events import DEFAULT_MAX_PAYLOAD_BYTES, NewEvent, RecordedEvent
 from .feed import CHANNEL
 from .hooks import WriteNotice
@@ -337,7 +344,7 @@ class AsyncEventStore:
         valid_at: datetime | None = None,
         known_at: datetime | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent, None]:
         """A plan's live events in stream order: one statement, fetched as you go.
 
         Close it early with ``contextlib.aclosing`` to return its connection at once.
@@ -386,7 +393,7 @@ class AsyncEventStore:
         after: StreamPosition | None = None,
         tie_rank: Mapping[str, int] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> AsyncIterator[list[RecordedEvent]]:
+    ) -> AsyncGenerator[list[RecordedEvent], None]:
         """A stream read inside the caller's transaction, chunk by chunk (for folds)."""
         sql, params = self.rules.stream_query(plan_id, after=after, tie_rank=tie_rank)
         decode = self.sql.decoder(plan_id)
@@ -577,6 +584,36 @@ class AsyncEventStore:
     async def save_snapshot(self, conn: AsyncRaw, snapshot: Snapshot) -> None:
         """Insert or replace the plan's snapshot, fresh, in the caller's transaction."""
         await conn.execute(self.sql.save_snapshot, self.rules.snapshot_params(snapshot))
+
+    # -- quarantine (see SnapshotStore) -------------------------------------------
+
+    async def quarantine_in(self, conn: AsyncRaw, failure: FoldFailed) -> None:
+        """Record that ``failure``'s projection cannot fold its plan, in ``conn``'s transaction."""
+        await conn.execute(self.sql.quarantine, self.rules.quarantine_params(failure, None))
+
+    async def quarantine_failure(self, failure: FoldFailed) -> None:
+        """:meth:`quarantine_in` in a transaction of its own."""
+
+        async def record() -> None:
+            async with self.transaction(write=True) as conn:
+                await self.quarantine_in(conn, failure)
+
+        await self.retrying(record)
+
+    async def release_in(self, conn: AsyncRaw, plan_id: UUID, projection: str) -> bool:
+        """Take the plan out of quarantine (it folded); whether it was in."""
+        cursor = await conn.execute(self.sql.release, self.rules.snapshot_key(plan_id, projection))
+        return bool(cursor.rowcount)
+
+    async def quarantined_in(
+        self, conn: AsyncRaw, plan_ids: Sequence[UUID]
+    ) -> set[tuple[UUID, str]]:
+        """The (plan, projection) pairs in quarantine among ``plan_ids``."""
+        if not plan_ids:
+            return set()
+        statement, params = self.rules.quarantined_statement(plan_ids)
+        cursor = await conn.execute(statement, params)
+        return self.rules.decode_quarantined(await cursor.fetchall())
 
 
 __all__ = ["AsyncEventStore", "AsyncRaw", "AsyncWriteHook"]

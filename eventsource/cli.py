@@ -434,7 +434,8 @@ def main() -> None:
     "--create-roles",
     is_flag=True,
     help="PostgreSQL: also create the least-privilege roles eventsource_writer "
-    "(insert events, set deleted_at only) and eventsource_reader (read only).",
+    "(append, soft delete, restore), eventsource_importer (import), "
+    "eventsource_projector (snapshots, workers, replay) and eventsource_reader (read only).",
 )
 def migrate(database_url: str | None, sql: bool, create_roles: bool) -> None:
     """Create or upgrade the schema (safe to run again: it changes nothing)."""
@@ -457,7 +458,7 @@ def migrate(database_url: str | None, sql: bool, create_roles: bool) -> None:
     if create_roles:
         with engine.begin() as connection:
             roles.create_roles(connection)
-        click.echo(f"roles {roles.WRITER} and {roles.READER} are in place")
+        click.echo(f"roles {', '.join(roles.ROLES)} are in place")
     if before == after:
         click.echo(f"{where(url)}: already at revision {after}; nothing to do")
     else:

@@ -66,7 +66,15 @@ class HostParentsRefused(UnknownReference):
 
 
 class InvalidEventPayload(InvalidInput):
-    """A stored payload does not match the projection's model for its type."""
+    """A stored payload does not match the projection's model for its type.
+
+    Attributes:
+        reason: what is wrong, without naming the event (``FoldFailed`` names it).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, reason: str | None = None):
+        super().__init__(message, field=field)
+        self.reason = reason or message
 
 
 class UnknownPlan(EventSourceError, LookupError):
@@ -168,6 +176,53 @@ class UnknownEventType(EventSourceError):
         )
         self.event_type = event.event_type
         self.event_id = event.id
+
+
+class FoldFailed(EventSourceError):
+    """A projection could not fold one of a plan's events: its reducer raised, or the
+    payload does not fit the projection's model.
+
+    Workers, ``replay``, ``verify`` and ``state --all`` quarantine the plan (see
+    ``eventsource quarantine``) and go on with every other plan; a load of the plan
+    raises this. The message names the plan, the event and what to do.
+
+    Attributes:
+        plan_id, projection, projection_version, event_id, event_type: where it failed.
+        error: the reducer's error, as ``Type: message``.
+    """
+
+    def __init__(
+        self,
+        *,
+        plan_id: UUID,
+        projection: str,
+        projection_version: int,
+        event_id: UUID | None,
+        event_type: str | None,
+        error: str,
+    ) -> None:
+        where = "" if event_id is None else f" at event {event_id} ({event_type})"
+        super().__init__(
+            f"projection {projection!r} (version {projection_version}) cannot fold plan "
+            f"{plan_id}{where}: {error}. Fix the reducer, upcast the payload (a payload "
+            f"model), or soft-delete the event (eventsource delete {event_id or 'EVENT'}); "
+            f"then retry it with: eventsource quarantine --retry {plan_id}"
+        )
+        self.plan_id = plan_id
+        self.projection = projection
+        self.projection_version = projection_version
+        self.event_id = event_id
+        self.event_type = event_type
+        self.error = error
+
+
+class NoEventsAsOf(UnknownPlan):
+    """Time travel to before the plan's first event: it did not exist yet then."""
+
+    def __init__(self, plan_id: UUID, moment: str) -> None:
+        LookupError.__init__(self, f"plan {plan_id} has no events as of {moment}")
+        self.plan_id = plan_id
+        self.moment = moment
 
 
 class ConfigurationError(EventSourceError, ValueError):

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
 
-from .backend import translated
+from .backend import translated, with_retries
 from .database import Raw
 from .dialects import Ranks
+from .errors import FoldFailed
 from .events import RecordedEvent, check_timestamp
 from .feed import ChangeFeedStore, FeedRules
 from .positions import StreamPosition
@@ -48,6 +49,27 @@ class Snapshot:
     def usable_for(self, name: str, version: int) -> bool:
         """Only a fresh snapshot of this exact projection version is ever served."""
         return self.projection == name and self.projection_version == version and not self.stale
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """A plan a projection could not fold, set aside until its stream changes."""
+
+    plan_id: UUID
+    projection: str
+    projection_version: int
+    event_id: UUID | None
+    event_type: str | None
+    error: str
+    first_seen: datetime
+    last_seen: datetime
+    attempts: int
+    unchanged: bool
+    """Whether the plan's events are still those that failed (else it is retried)."""
+
+    def holds(self, name: str, version: int) -> bool:
+        """Whether the plan stays set aside for this projection version."""
+        return self.unchanged and self.projection == name and self.projection_version == version
 
 
 class SnapshotRules(FeedRules):
@@ -173,6 +195,30 @@ class SnapshotRules(FeedRules):
             "updated_at": sql.timestamp(snapshot.updated_at),
         }
 
+    # -- quarantine ------------------------------------------------------------
+
+    def quarantine_params(self, failure: FoldFailed, now: datetime | None) -> dict[str, Any]:
+        """Parameters of the quarantine upsert (the fingerprint is read in SQL)."""
+        sql = self.sql
+        return {
+            "plan": sql.uuid(failure.plan_id),
+            "projection": failure.projection,
+            "version": failure.projection_version,
+            "event": sql.optional_uuid(failure.event_id),
+            "type": failure.event_type,
+            "error": failure.error[:4000],
+            "now": sql.timestamp(now or datetime.now(UTC)),
+        }
+
+    def quarantined_statement(self, plan_ids: Sequence[UUID]) -> tuple[str, dict[str, Any]]:
+        """The (plan, projection) pairs in quarantine among ``plan_ids``: SQL, parameters."""
+        sql = self.sql
+        params = {f"p{i}": sql.uuid(plan) for i, plan in enumerate(plan_ids)}
+        return sql.quarantined_among(len(plan_ids)), params
+
+    def decode_quarantined(self, rows: Sequence[Any]) -> set[tuple[UUID, str]]:
+        return {(self.sql.decode_uuid(plan), projection) for plan, projection in rows}
+
 
 class SnapshotStore(SnapshotRules, ChangeFeedStore):
     """The change-feed tier plus snapshots and replay checkpoints."""
@@ -245,5 +291,57 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
         with translated(), self.database.transaction(write=True) as raw:
             raw.execute(self.sql.progress_forget, {"run": run})
 
+    # -- quarantine ------------------------------------------------------------
 
-__all__ = ["Snapshot", "SnapshotRules", "SnapshotStore"]
+    def quarantine_in(self, raw: Raw, failure: FoldFailed, now: datetime | None = None) -> None:
+        """Record that ``failure``'s projection cannot fold its plan, in ``raw``'s
+        transaction (again: ``attempts`` counts the tries of this version)."""
+        raw.execute(self.sql.quarantine, self.quarantine_params(failure, now))
+
+    def quarantine_failure(self, failure: FoldFailed) -> None:
+        """:meth:`quarantine_in` in a transaction of its own."""
+        self.check_schema()
+
+        def record() -> None:
+            with translated(), self.database.transaction(write=True) as raw:
+                self.quarantine_in(raw, failure)
+
+        with_retries(record)
+
+    def release_in(self, raw: Raw, plan_id: UUID, projection: str) -> bool:
+        """Take the plan out of quarantine (it folded); whether it was in."""
+        cursor = raw.execute(self.sql.release, self.snapshot_key(plan_id, projection))
+        return bool(cursor.rowcount)
+
+    def quarantined_in(self, raw: Raw, plan_ids: Sequence[UUID]) -> set[tuple[UUID, str]]:
+        """The (plan, projection) pairs in quarantine among ``plan_ids``."""
+        if not plan_ids:
+            return set()
+        statement, params = self.quarantined_statement(plan_ids)
+        return self.decode_quarantined(raw.execute(statement, params).fetchall())
+
+    def quarantine(self, projection: str | None = None) -> list[QuarantineEntry]:
+        """Every quarantined plan (of one projection), in plan order."""
+        self.check_schema()
+        sql = self.sql
+        params = {} if projection is None else {"projection": projection}
+        with translated(), self.database.connection() as raw:
+            rows = raw.execute(sql.quarantine_rows(projection is not None), params).fetchall()
+        return [
+            QuarantineEntry(
+                plan_id=sql.decode_uuid(plan),
+                projection=name,
+                projection_version=int(version),
+                event_id=None if event is None else sql.decode_uuid(event),
+                event_type=kind,
+                error=error,
+                first_seen=sql.decode_timestamp(first),
+                last_seen=sql.decode_timestamp(last),
+                attempts=int(attempts),
+                unchanged=bool(unchanged),
+            )
+            for (plan, name, version, event, kind, error, first, last, attempts, unchanged) in rows
+        ]
+
+
+__all__ = ["QuarantineEntry", "Snapshot", "SnapshotRules", "SnapshotStore"]

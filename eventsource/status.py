@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from .tables import events, plan_changes, replay_progress, snapshots
+from .tables import events, plan_changes, quarantine, replay_progress, snapshots
 from .typing import StreamTier
 
 
@@ -63,6 +63,20 @@ class StoredSnapshots:
 
 
 @dataclass(frozen=True, slots=True)
+class QuarantinedPlan:
+    """A plan in quarantine: which projection failed on which event, and how often."""
+
+    plan_id: Any
+    projection: str
+    projection_version: int
+    event_id: Any
+    event_type: str | None
+    error: str
+    attempts: int
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayRun:
     """A replay run with checkpoints: in progress, or interrupted (rerun to resume).
 
@@ -84,8 +98,8 @@ class StoreStatus:
     projections: tuple[ProjectionSnapshots, ...]
     stored: tuple[StoredSnapshots, ...]
     replay_runs: tuple[ReplayRun, ...]
-    quarantined: tuple[Any, ...] | None
-    """None: this version of the library has no quarantine."""
+    quarantined: tuple[QuarantinedPlan, ...]
+    """Plans a projection cannot fold, set aside (``eventsource quarantine``)."""
 
 
 def feed_lag(store: StreamTier, connection: Connection | None = None) -> FeedLag:
@@ -152,14 +166,22 @@ def _runs(connection: Connection, limit: int) -> tuple[ReplayRun, ...]:
     return tuple(ReplayRun(run, int(n), first, latest) for run, n, first, latest in rows)
 
 
-def quarantined(connection: Connection) -> tuple[Any, ...] | None:
-    """Plans set aside by quarantine; None while the library has no quarantine.
-
-    The place for it: when quarantine lands, query its table here and
-    ``eventsource status`` lists the plans (its JSON key ``quarantined`` turns from
-    null into a list).
-    """
-    return None
+def quarantined(connection: Connection) -> tuple[QuarantinedPlan, ...]:
+    """Plans set aside by quarantine, in plan order."""
+    q = quarantine.c
+    rows = connection.execute(
+        select(
+            q.plan_id,
+            q.projection,
+            q.projection_version,
+            q.event_id,
+            q.event_type,
+            q.error,
+            q.attempts,
+            q.last_seen,
+        ).order_by(q.plan_id, q.projection)
+    ).all()
+    return tuple(QuarantinedPlan(*row) for row in rows)
 
 
 def store_status(
@@ -186,6 +208,7 @@ def store_status(
 __all__ = [
     "FeedLag",
     "ProjectionSnapshots",
+    "QuarantinedPlan",
     "ReplayRun",
     "StoreStatus",
     "StoredSnapshots",

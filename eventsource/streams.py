@@ -433,6 +433,26 @@ class StreamRules:
         occurred, was_deleted = yield Query(sql.event_state, {"plan": plan, "id": ident}, "one")
         if (was_deleted is not None) == deleted:
             return False, None
+        retract = sql.retract(deleted)
+        if retract is not None:
+            # The database's own function (PostgreSQL): the store's roles may not
+            # set deleted_at or write the history themselves (eventsource.roles).
+            (changed,) = yield Query(retract, {"plan": plan, "id": ident}, "one")
+            if not changed:
+                return False, None
+        else:
+            yield from self._set_deleted_rows(plan, ident, deleted, was_deleted, now)
+        earliest = sql.decode_timestamp(occurred)
+        for statement, params in self._bookkeeping(plan_id, earliest, now):
+            yield Query(statement, params)
+        kind = "soft_delete" if deleted else "restore"
+        return True, WriteNotice(plan_id, kind, earliest)
+
+    def _set_deleted_rows(
+        self, plan: Any, ident: Any, deleted: bool, was_deleted: Any, now: datetime
+    ) -> Program[None]:
+        """Set ``deleted_at`` and write the retraction history, statement by statement."""
+        sql = self.sql
         stamp = sql.timestamp(now)
         yield Query(
             sql.set_deleted,
@@ -443,22 +463,17 @@ class StreamRules:
                 sql.open_retraction,
                 {"plan": plan, "id": ident, "deleted_at": stamp, "restored_at": None},
             )
-        else:
-            closed = yield Query(
-                sql.close_retraction, {"plan": plan, "id": ident, "restored_at": stamp}, "rowcount"
+            return
+        closed = yield Query(
+            sql.close_retraction, {"plan": plan, "id": ident, "restored_at": stamp}, "rowcount"
+        )
+        if not closed:
+            # Deleted outside the library (or imported deleted): keep the
+            # interval it was retracted for.
+            yield Query(
+                sql.open_retraction,
+                {"plan": plan, "id": ident, "deleted_at": was_deleted, "restored_at": stamp},
             )
-            if not closed:
-                # Deleted outside the library (or imported deleted): keep the
-                # interval it was retracted for.
-                yield Query(
-                    sql.open_retraction,
-                    {"plan": plan, "id": ident, "deleted_at": was_deleted, "restored_at": stamp},
-                )
-        earliest = sql.decode_timestamp(occurred)
-        for statement, params in self._bookkeeping(plan_id, earliest, now):
-            yield Query(statement, params)
-        kind = "soft_delete" if deleted else "restore"
-        return True, WriteNotice(plan_id, kind, earliest)
 
 
 __all__ = [
@@ -505,15 +520,21 @@ class StreamStore(StreamRules):
         self.dialect: str = self.sql.name
         self.hooks: list[WriteHook] = list(hooks)
         self._schema_ok = False
+        self._owns_engine = False
 
     @classmethod
     def from_url(cls, url: str | None = None, **kwargs: Any) -> Any:
         """A store for ``url`` (else ``EVENTSOURCE_DATABASE_URL``, else the default)."""
-        return cls(make_engine(url), **kwargs)
+        store = cls(make_engine(url), **kwargs)
+        store._owns_engine = True
+        return store
 
     def close(self) -> None:
+        """Give back the connections this store holds; dispose of the engine too if
+        the store made it (``from_url``). An engine passed in stays the caller's."""
         self.database.close()
-        self.engine.dispose()
+        if self._owns_engine:
+            self.engine.dispose()
 
     # -- transactions ----------------------------------------------------------
 
@@ -725,7 +746,8 @@ class StreamStore(StreamRules):
     ) -> Iterator[RecordedEvent]:
         """:meth:`read` on a driver connection the caller holds in a transaction."""
         sql, params = self.stream_query(plan_id, after=after, tie_rank=tie_rank)
-        return map(self.sql.decoder(plan_id), self.sql.fetch(raw, sql, params, page_size))
+        # A generator, so a caller that stops early can close() the stream.
+        yield from map(self.sql.decoder(plan_id), self.sql.fetch(raw, sql, params, page_size))
 
     def timeline(
         self,

@@ -7,7 +7,7 @@ caller needs, so another store (a test double, a replica reader) can stand in.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -16,9 +16,10 @@ from uuid import UUID
 import psycopg
 from sqlalchemy import Connection
 
+from .errors import FoldFailed
 from .events import RecordedEvent
 from .positions import StreamPosition
-from .snapshots import Snapshot
+from .snapshots import QuarantineEntry, Snapshot
 
 Raw = Any
 """A driver connection (``psycopg.Connection`` or ``sqlite3.Connection``) in a transaction."""
@@ -129,6 +130,16 @@ class SnapshotTier(Protocol):
     def mark_finished(self, raw: Raw, run: str, plan_id: UUID, now: datetime) -> None: ...
 
     def forget_run(self, run: str) -> None: ...
+
+    def quarantine_in(self, raw: Raw, failure: FoldFailed, now: datetime | None = None) -> None: ...
+
+    def quarantine_failure(self, failure: FoldFailed) -> None: ...
+
+    def release_in(self, raw: Raw, plan_id: UUID, projection: str) -> bool: ...
+
+    def quarantined_in(self, raw: Raw, plan_ids: Sequence[UUID]) -> set[tuple[UUID, str]]: ...
+
+    def quarantine(self, projection: str | None = None) -> list[QuarantineEntry]: ...
 
 
 class ProjectionStore(StreamTier, SnapshotTier, Protocol):

@@ -9,12 +9,13 @@ async load of the same events give identical bytes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsource import ConfigurationError, UnknownPlan, WriteNotice
+from eventsource import ConfigurationError, FoldFailed, WriteNotice
 from eventsource.async_store import AsyncEventStore, AsyncRaw
 
 from .engine import (
@@ -23,6 +24,7 @@ from .engine import (
     fold_watching_inputs,
     is_asynchronous,
     loaded_state,
+    nothing_to_load,
     should_snapshot,
     snapshot_of,
     snapshot_status,
@@ -73,23 +75,29 @@ class AsyncProjectionEngine:
         if tail is not None:
             result = fold(projection, tail, result, strict=self.strict)
         elif conn is not None:
-            async for events in self.store.read_chunks(
+            # aclosing: a fold that raises ends the stream before the transaction
+            # rolls back (an open stream holds the connection).
+            chunks = self.store.read_chunks(
                 conn, plan_id, after=after, tie_rank=projection.tie_rank
-            ):
-                result = fold(projection, events, result, strict=self.strict)
+            )
+            async with contextlib.aclosing(chunks):
+                async for events in chunks:
+                    result = fold(projection, events, result, strict=self.strict)
         else:
             chunk: list[Any] = []
-            async for event in self.store.read(
+            stream = self.store.read(
                 plan_id,
                 after=after,
                 tie_rank=projection.tie_rank,
                 valid_at=valid_at,
                 known_at=known_at,
-            ):
-                chunk.append(event)
-                if len(chunk) >= 500:
-                    result = fold(projection, chunk, result, strict=self.strict)
-                    chunk = []
+            )
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    chunk.append(event)
+                    if len(chunk) >= 500:
+                        result = fold(projection, chunk, result, strict=self.strict)
+                        chunk = []
             result = fold(projection, chunk, result, strict=self.strict)
         return loaded_state(projection, plan_id, result, begin, after, start is not None)
 
@@ -123,8 +131,10 @@ class AsyncProjectionEngine:
             self.snapshot_every, projection, loaded, as_of=as_of, known_at=known_at
         ):
             await self.snapshot(projection, plan_id)
-        if loaded.event_count == 0 and await self.store.version(plan_id) == 0:
-            raise UnknownPlan(plan_id)
+        if loaded.event_count == 0:
+            missing = nothing_to_load(plan_id, await self.store.version(plan_id), as_of, known_at)
+            if missing is not None:
+                raise missing
         return loaded
 
     async def refresh_in(
@@ -163,9 +173,12 @@ class AsyncProjectionEngine:
 
     async def verify(self, projection: Projection[Any], plan_id: UUID) -> VerifyReport:
         """Fold from scratch twice and compare with each other and the snapshot."""
-        first = await self._fold(projection, plan_id)
-        events = [e async for e in self.store.read(plan_id, tie_rank=projection.tie_rank)]
-        second, mutated = fold_watching_inputs(projection, plan_id, events)
+        try:
+            first = await self._fold(projection, plan_id)
+            events = [e async for e in self.store.read(plan_id, tie_rank=projection.tie_rank)]
+            second, mutated = fold_watching_inputs(projection, plan_id, events)
+        except FoldFailed as failure:
+            return VerifyReport(plan_id, "", "", None, "unfoldable", failure=failure)
         snapshot = await self.store.snapshot_row(plan_id, projection.name)
         status = snapshot_status(snapshot, projection)
         snap_hash: str | None = None

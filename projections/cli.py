@@ -37,7 +37,7 @@ from eventsource.cli import (
     summary,
 )
 from eventsource.connect import where
-from eventsource.errors import InvalidInput, UnknownPlan
+from eventsource.errors import FoldFailed, InvalidInput, NoEventsAsOf, UnknownPlan
 from eventsource.jsonl import dumps_row, format_timestamp
 from eventsource.logformat import LOG_FORMATS, configure_logging
 from eventsource.outputs import check_replaceable, output
@@ -50,6 +50,7 @@ from .generate import generate_rows
 from .host_drift_cli import command as host_drift
 from .picture import with_picture
 from .portfolio import report
+from .quarantine_cli import command as quarantine
 from .registry import discover
 from .typing import Projection
 from .views import format_value, print_changes, stage_line
@@ -133,11 +134,31 @@ def state(
         if all_plans
         else nullcontext(lambda _n: None)
     )
+    failures: list[FoldFailed] = []
+    absent = 0
     with bar as advance:
 
         def states() -> Iterator[LoadedState[Any]]:
+            nonlocal absent
             for plan_id in plan_ids:
-                yield engine.load(chosen, plan_id, as_of=valid, known_at=known)
+                try:
+                    loaded = engine.load(chosen, plan_id, as_of=valid, known_at=known)
+                except FoldFailed as failure:
+                    if single is not None:
+                        raise
+                    # One plan's bad event stops nobody: name it, set it aside, go on.
+                    engine.record_failure(failure)
+                    failures.append(failure)
+                    click.echo(f"Error: {failure}", err=True)
+                    advance(1)
+                    continue
+                except NoEventsAsOf:
+                    if single is not None:
+                        raise
+                    absent += 1  # it did not exist yet then: left out
+                    advance(1)
+                    continue
+                yield loaded
                 advance(1)
 
         if output_format == "jsonl":
@@ -154,11 +175,20 @@ def state(
                     click.echo()
                 _print_state(loaded, chosen)
     if all_plans:
+        folded = len(plan_ids) - len(failures) - absent
         summary(
-            f"folded {len(plan_ids)} plans with {chosen.name} v{chosen.version} in "
-            f"{_seconds(started)}",
+            f"folded {folded} plans with {chosen.name} v{chosen.version} in "
+            f"{_seconds(started)}"
+            + (f"; {absent} had no events yet then" if absent else "")
+            + (
+                f"; {len(failures)} cannot be folded (quarantined: see eventsource quarantine)"
+                if failures
+                else ""
+            ),
             data_on_stdout=output_format != "table",
         )
+    if failures:
+        sys.exit(EXIT_DIFFERENCES)
 
 
 @click.command()
@@ -200,11 +230,22 @@ def replay(
         completed=skipped,
     ) as advance:
         report = engine.replay(chosen, remaining, run=name, restart=restart, progress=advance)
+    for failure in report.quarantined:
+        click.echo(f"quarantined {failure.plan_id}: {failure}", err=True)
+    unchanged = len(report.still_quarantined)
     click.echo(
         f"rebuilt {report.rebuilt} plans"
         + (f", {skipped} already done by run {name!r}" if skipped else "")
         + f" with {chosen.name} v{chosen.version} in {_seconds(started)}"
+        + _quarantined_note(len(report.quarantined))
+        + (
+            f"; skipped {unchanged} quarantined plans whose events have not changed"
+            if unchanged
+            else ""
+        )
     )
+    if report.quarantined:
+        sys.exit(EXIT_DIFFERENCES)
 
 
 @click.command()
@@ -241,6 +282,7 @@ def verify(
                 "snapshot": r.snapshot_status,
                 "pure": r.pure,
                 "ok": r.ok,
+                **_failure_json(r.failure),
             }
             for r in (reports if output_format == "jsonl" else bad)
         ]
@@ -251,7 +293,12 @@ def verify(
                 click.echo(orjson.dumps(record).decode())
     else:
         for r in bad:
-            if not r.deterministic:
+            if r.failure is not None:
+                reason = (
+                    f"CANNOT BE FOLDED at event {r.failure.event_id} ({r.failure.event_type}): "
+                    f"{r.failure.error}; quarantined (see eventsource quarantine)"
+                )
+            elif not r.deterministic:
                 reason = (
                     "NOT DETERMINISTIC (the reducer reads the clock, randomness, mutable "
                     "shared data or iteration order)"
@@ -321,17 +368,39 @@ def worker(
     runner.install_signal_handlers()
     if once:
         count = runner.drain()
+        set_aside = _quarantined_note(runner.stats.quarantined)
         if runner.stopping:
-            click.echo(f"folded {count} plans; stopped before the queue was empty")
+            click.echo(f"folded {count} plans{set_aside}; stopped before the queue was empty")
         else:
-            click.echo(f"folded {count} plans; queue empty")
+            click.echo(f"folded {count} plans{set_aside}; queue empty")
         return
     click.echo(
         f"worker for {chosen.name} v{chosen.version}: waiting for changes (Ctrl-C to stop)",
         err=True,
     )
     runner.run_forever()
-    click.echo(f"stopped after folding {runner.stats.plans} plans", err=True)
+    click.echo(
+        f"stopped after folding {runner.stats.plans} plans"
+        f"{_quarantined_note(runner.stats.quarantined)}",
+        err=True,
+    )
+
+
+def _failure_json(failure: FoldFailed | None) -> dict[str, Any]:
+    if failure is None:
+        return {}
+    return {
+        "event_id": None if failure.event_id is None else str(failure.event_id),
+        "event_type": failure.event_type,
+        "error": failure.error,
+    }
+
+
+def _quarantined_note(count: int) -> str:
+    if not count:
+        return ""
+    plans = "plan" if count == 1 else "plans"
+    return f" ({count} {plans} quarantined: see eventsource quarantine)"
 
 
 @click.command()
@@ -376,7 +445,12 @@ def reconcile(
         findings = run_reconcile(store, [chosen], plan_ids=plan_ids, deep=deep, progress=advance)
     if output_format in ("json", "jsonl"):
         records = [
-            {"plan_id": str(f.plan_id), "projection": f.projection, "reason": f.reason}
+            {
+                "plan_id": str(f.plan_id),
+                "projection": f.projection,
+                "reason": f.reason,
+                "queued": f.queued,
+            }
             for f in findings
         ]
         if output_format == "json":
@@ -387,7 +461,11 @@ def reconcile(
         return
     for finding in findings:
         click.echo(f"{finding.plan_id}: {finding.reason}")
-    click.echo(f"checked {len(plan_ids)} plans; queued {len(findings)} for the workers")
+    queued = sum(1 for finding in findings if finding.queued)
+    click.echo(
+        f"checked {len(plan_ids)} plans; queued {queued} for the workers"
+        + _quarantined_note(len(findings) - queued)
+    )
 
 
 def _status_json(report: StoreStatus, database: str) -> dict[str, Any]:
@@ -417,7 +495,19 @@ def _status_json(report: StoreStatus, database: str) -> dict[str, Any]:
             {"projection": s.projection, "version": s.version, "fresh": s.fresh, "stale": s.stale}
             for s in report.stored
         ],
-        "quarantined": None if report.quarantined is None else list(report.quarantined),
+        "quarantined": [
+            {
+                "plan_id": str(q.plan_id),
+                "projection": q.projection,
+                "version": q.projection_version,
+                "event_id": None if q.event_id is None else str(q.event_id),
+                "event_type": q.event_type,
+                "error": q.error,
+                "attempts": q.attempts,
+                "last_seen": format_timestamp(q.last_seen),
+            }
+            for q in report.quarantined
+        ],
         "replay_runs": [
             {
                 "run": r.run,
@@ -456,12 +546,20 @@ def _print_status(report: StoreStatus, database: str) -> None:
         click.echo(
             f"  {s.projection} v{s.version} (not installed): {s.fresh} fresh, {s.stale} stale"
         )
-    if report.quarantined is None:
-        click.echo("quarantined plans   (no quarantine in this version)")
+    if not report.quarantined:
+        click.echo("quarantined plans   none")
     else:
-        click.echo(f"quarantined plans   {len(report.quarantined)}")
-        for item in report.quarantined:
-            click.echo(f"  {item}")
+        click.echo(
+            f"quarantined plans   {len(report.quarantined)} (eventsource quarantine "
+            "says why and retries them)"
+        )
+        for item in report.quarantined[:10]:
+            click.echo(
+                f"  {item.plan_id}  {item.projection} v{item.projection_version}  "
+                f"event {item.event_id} ({item.event_type})"
+            )
+        if len(report.quarantined) > 10:
+            click.echo(f"  ... and {len(report.quarantined) - 10} more")
     if not report.replay_runs:
         click.echo("replay runs         none in progress or interrupted")
     else:
@@ -642,6 +740,7 @@ def register(group: click.Group) -> None:
     ):
         group.add_command(command)
     group.add_command(host_drift)
+    group.add_command(quarantine)
     timeline = group.commands.get("timeline")
     if timeline is not None:
         group.add_command(with_picture(with_changes(timeline)))

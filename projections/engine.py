@@ -12,6 +12,7 @@ commit (see ``projections.worker``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,9 @@ from sqlalchemy import Connection
 
 from eventsource import (
     ConfigurationError,
+    EventSourceError,
+    FoldFailed,
+    NoEventsAsOf,
     NonDeterministicProjection,
     RecordedEvent,
     Snapshot,
@@ -33,13 +37,43 @@ from eventsource import (
 from eventsource.backend import with_retries
 from eventsource.typing import ProjectionStore, Raw
 
-from .fold import FoldResult, canonical_json, fold, handles, state_hash, to_event
+from .fold import FoldResult, canonical_json, fold, fold_failed, handles, state_hash, to_event
 from .typing import JSONValue, Projection
 
 S = TypeVar("S")
+log = logging.getLogger(__name__)
 
 REPLAY_BATCH = 100
 """Plans rebuilt per replay transaction (and per checkpoint)."""
+
+
+def nothing_to_load(
+    plan_id: UUID, version: int, as_of: datetime | None, known_at: datetime | None
+) -> UnknownPlan | None:
+    """Why a load that found no live events has no state to return, if it has none:
+    the plan has no events at all, or time travel went to before its first one (it
+    did not exist yet then: no draft state is fabricated)."""
+    if version == 0:
+        return UnknownPlan(plan_id)
+    if as_of is not None or known_at is not None:
+        return NoEventsAsOf(plan_id, _moment(as_of, known_at))
+    return None
+
+
+def close_stream(events: Iterable[Any]) -> None:
+    """End a streamed read early (a no-op for lists and exhausted streams)."""
+    close = getattr(events, "close", None)
+    if close is not None:
+        close()
+
+
+def _moment(as_of: datetime | None, known_at: datetime | None) -> str:
+    parts = []
+    if as_of is not None:
+        parts.append(as_of.astimezone(UTC).isoformat().replace("+00:00", "Z"))
+    if known_at is not None:
+        parts.append(f"known at {known_at.astimezone(UTC).isoformat().replace('+00:00', 'Z')}")
+    return ", ".join(parts)
 
 
 def is_asynchronous(projection: Projection[Any]) -> bool:
@@ -81,6 +115,8 @@ class VerifyReport:
     snapshot_status: str  # "ok" | "missing" | "stale" | "other-version" | "differs"
     mutated_event: UUID | None = None
     """An event whose ``evolve`` changed the state it was given (an impure reducer)."""
+    failure: FoldFailed | None = None
+    """The event the projection cannot fold (status "unfoldable"; the plan is quarantined)."""
 
     @property
     def deterministic(self) -> bool:
@@ -103,6 +139,10 @@ class ReplayReport:
     rebuilt: int = 0
     skipped_done: int = 0
     plans: list[UUID] = field(default_factory=list)
+    quarantined: list[FoldFailed] = field(default_factory=list)
+    """Plans that failed to fold in this run (now in quarantine)."""
+    still_quarantined: list[UUID] = field(default_factory=list)
+    """Plans skipped: in quarantine, their events unchanged since they failed."""
 
 
 def starting_point(
@@ -151,9 +191,29 @@ def snapshot_usable(
     """
     if snapshot is None or not snapshot.usable_for(projection.name, projection.version):
         return False
+    if not snapshot_intact(snapshot):
+        return False
     if as_of is None:
         return True
     return snapshot.position is not None and snapshot.position.occurred_at <= as_of
+
+
+def snapshot_intact(snapshot: Snapshot) -> bool:
+    """Whether the stored state still hashes to its ``state_hash``.
+
+    A mismatch (a row altered outside the library, a corrupted page) is never
+    served: the load folds the stream instead, a worker's refresh rebuilds the
+    snapshot from scratch, and ``reconcile`` reports and queues it.
+    """
+    if state_hash(canonical_json(snapshot.state)) == snapshot.state_hash:
+        return True
+    log.warning(
+        "snapshot of plan %s (%s v%d) does not match its state_hash: not served, refolded",
+        snapshot.plan_id,
+        snapshot.projection,
+        snapshot.projection_version,
+    )
+    return False
 
 
 def tail_is_whole_stream(snapshot: Snapshot | None, projection: Projection[Any]) -> bool:
@@ -205,17 +265,71 @@ def snapshot_status(snapshot: Snapshot | None, projection: Projection[Any]) -> s
     return None
 
 
+def fresh_instance(projection: Projection[S]) -> Projection[S] | None:
+    """A new instance of the projection's class, or None when none is the same projection.
+
+    The class is called with no arguments (as the registry builds an entry point that
+    names a class). The result must have the same name, version, handled types, tie
+    rank and payload models, and equal values in every other attribute except mutable
+    containers (dicts, lists, sets: where an instance keeps what it learns while
+    folding, such as a memo). A projection configured through its constructor has no
+    such twin. A new instance shares nothing with one that has folded before, except
+    what its class or module keeps.
+    """
+    cls: Any = type(projection)
+    try:
+        twin: Projection[S] = cls()
+    except Exception:  # needs arguments, or refuses to be built twice: no twin
+        return None
+    if (twin.name, twin.version, twin.handles) != (
+        projection.name,
+        projection.version,
+        projection.handles,
+    ) or (dict(twin.tie_rank), dict(twin.payload_models)) != (
+        dict(projection.tie_rank),
+        dict(projection.payload_models),
+    ):
+        return None
+    mine, its = _settings(projection), _settings(twin)
+    try:
+        same = mine.keys() == its.keys() and all(
+            mine[k] is its[k] or bool(mine[k] == its[k]) for k in mine
+        )
+    except Exception:  # a setting that cannot say whether it equals another
+        same = False
+    return twin if same else None
+
+
+def _settings(projection: Projection[Any]) -> dict[str, Any]:
+    """The instance's attributes but its mutable containers."""
+    names = set(getattr(projection, "__dict__", {}))
+    for cls in type(projection).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        names.update((slots,) if isinstance(slots, str) else slots)
+    values = {name: getattr(projection, name, None) for name in names - {"__dict__", "__weakref__"}}
+    return {k: v for k, v in values.items() if not isinstance(v, dict | list | set | bytearray)}
+
+
 def fold_watching_inputs(
     projection: Projection[Any], plan_id: UUID, events: Iterable[RecordedEvent]
 ) -> tuple[str, UUID | None]:
-    """A fold from scratch that notes the first event whose evolve mutated its input."""
+    """A fold from scratch that notes the first event whose evolve mutated its input.
+
+    The fold runs in a new instance of the projection when one can be built
+    (:func:`fresh_instance`), so state the given instance keeps between folds (a
+    cache or memo keyed by plan or event id) cannot make the two agree.
+    """
+    projection = fresh_instance(projection) or projection
     state = projection.initial_state(plan_id)
     mutated: UUID | None = None
     for recorded in events:
         if not handles(projection, recorded.event_type):
             continue
         before = canonical_json(projection.to_json(state))
-        new_state = projection.evolve(state, to_event(projection, recorded))
+        try:
+            new_state = projection.evolve(state, to_event(projection, recorded))
+        except Exception as exc:  # the reducer's, as in ``fold``
+            raise fold_failed(projection, recorded, exc) from exc
         if mutated is None and canonical_json(projection.to_json(state)) != before:
             mutated = recorded.id
         state = new_state
@@ -273,7 +387,13 @@ class ProjectionEngine:
                 known_at=known_at,
                 connection=connection,
             )
-        result = fold(projection, events, begin, strict=self.strict)
+        try:
+            result = fold(projection, events, begin, strict=self.strict)
+        finally:
+            # A fold that raised mid-stream must end the read before the caller's
+            # transaction does anything else (psycopg holds the connection while a
+            # stream is open, so a ROLLBACK would wait on it for ever).
+            close_stream(events)
         return loaded_state(projection, plan_id, result, begin, after, start is not None)
 
     def fold_from_scratch(
@@ -312,6 +432,10 @@ class ProjectionEngine:
 
         Raises:
             UnknownPlan: the plan has no events at all.
+            NoEventsAsOf: time travel to before the plan's first event (an
+                ``UnknownPlan``): it did not exist yet then.
+            FoldFailed: the projection cannot fold one of the plan's events (the
+                error names it and what to do).
         """
         loaded: LoadedState[S] | None = None
         if known_at is None and use_snapshot:
@@ -330,8 +454,10 @@ class ProjectionEngine:
             and use_snapshot
         ):
             self.snapshot(projection, plan_id)
-        if loaded.event_count == 0 and self.store.version(plan_id) == 0:
-            raise UnknownPlan(plan_id)
+        if loaded.event_count == 0:
+            missing = nothing_to_load(plan_id, self.store.version(plan_id), as_of, known_at)
+            if missing is not None:
+                raise missing
         return loaded
 
     # -- snapshots ------------------------------------------------------------
@@ -363,7 +489,7 @@ class ProjectionEngine:
     ) -> LoadedState[S]:
         """:meth:`refresh` on the driver connection of the caller's transaction."""
         snapshot = None if from_scratch else self.store.load_snapshot(raw, plan_id, projection.name)
-        usable = snapshot is not None and snapshot.usable_for(projection.name, projection.version)
+        usable = snapshot_usable(snapshot, projection, None)
         loaded = self._fold_stream(projection, plan_id, raw=raw, start=snapshot if usable else None)
         if usable and snapshot is not None and loaded.tail == 0:
             return loaded
@@ -387,13 +513,20 @@ class ProjectionEngine:
     def verify(self, projection: Projection[Any], plan_id: UUID) -> VerifyReport:
         """Fold from scratch twice and compare with each other and the snapshot.
 
-        The second fold also checks that ``evolve`` leaves the state it was given
-        unchanged (a reducer mutating its input can fold identically twice).
+        The second fold runs in a new instance of the projection (see
+        :func:`fresh_instance`), so a reducer that remembers earlier folds (a memo by
+        plan or event id serving a soft-deleted event's data) cannot agree with itself;
+        it also checks that ``evolve`` leaves the state it was given unchanged (a
+        reducer mutating its input can fold identically twice).
         Dependence on hash-seeded set order cannot be seen inside one process: use
         ``projections.testing.HashSeedCheck`` for that.
         """
-        first = self.fold_from_scratch(projection, plan_id)
-        second, mutated = self._fold_watching_inputs(projection, plan_id)
+        try:
+            first = self.fold_from_scratch(projection, plan_id)
+            second, mutated = self._fold_watching_inputs(projection, plan_id)
+        except FoldFailed as failure:
+            self.record_failure(failure)
+            return VerifyReport(plan_id, "", "", None, "unfoldable", failure=failure)
         snapshot = self.store.snapshot_row(plan_id, projection.name)
         status: str | None = snapshot_status(snapshot, projection)
         snap_hash: str | None = None
@@ -403,12 +536,45 @@ class ProjectionEngine:
             status = "ok" if via.hash == first.hash else "differs"
         return VerifyReport(plan_id, first.hash, second, snap_hash, status, mutated)
 
+    def retry_quarantined(self, projection: Projection[Any], plan_id: UUID) -> FoldFailed | None:
+        """Fold a quarantined plan from scratch again (after a fix): on success store
+        its snapshot and release it, all in one transaction; else record the attempt
+        and return the failure."""
+
+        def run() -> None:
+            with self.store.driver_transaction(write=True) as raw:
+                self.store.lock_in(raw, plan_id, missing_ok=True)
+                self.refresh_in(raw, projection, plan_id, from_scratch=True)
+                self.store.release_in(raw, plan_id, projection.name)
+
+        try:
+            with_retries(run)
+        except FoldFailed as failure:
+            self.store.quarantine_failure(failure)
+            return failure
+        return None
+
+    def record_failure(self, failure: FoldFailed) -> bool:
+        """Quarantine the failing plan from a command that otherwise only reads.
+
+        Best effort: a read-only role or a replica cannot record it, which is logged,
+        and the command still reports the plan. Returns whether it was recorded.
+        """
+        try:
+            self.store.quarantine_failure(failure)
+        except EventSourceError as exc:
+            log.warning("could not quarantine plan %s: %s", failure.plan_id, exc)
+            return False
+        return True
+
     def _fold_watching_inputs(
         self, projection: Projection[Any], plan_id: UUID
     ) -> tuple[str, UUID | None]:
-        return fold_watching_inputs(
-            projection, plan_id, self.store.read(plan_id, tie_rank=projection.tie_rank)
-        )
+        events = self.store.read(plan_id, tie_rank=projection.tie_rank)
+        try:
+            return fold_watching_inputs(projection, plan_id, events)
+        finally:
+            close_stream(events)
 
     def check_deterministic(self, projection: Projection[Any], plan_id: UUID) -> str:
         """Fold twice; return the hash.
@@ -446,18 +612,58 @@ class ProjectionEngine:
             with_retries(lambda: self.store.forget_run(name))
         done = with_retries(lambda: self.store.finished(name))
         targets: Iterable[UUID] = plan_ids if plan_ids is not None else self.store.plan_ids()
+        # Quarantined plans whose events have not changed since they failed are
+        # skipped; those whose events changed are tried again.
+        entries = with_retries(lambda: self.store.quarantine(projection.name))
+        held = {e.plan_id for e in entries if e.holds(projection.name, projection.version)}
+        retried = {e.plan_id for e in entries} - held
 
         def rebuild(batch: list[UUID]) -> None:
             with self.store.driver_transaction(write=True) as raw:
                 for plan in batch:
                     now = self.store.lock_in(raw, plan, missing_ok=True)
                     self.refresh_in(raw, projection, plan, from_scratch=True)
+                    if plan in retried:
+                        self.store.release_in(raw, plan, projection.name)
                     self.store.mark_finished(raw, name, plan, now)
+
+        def set_aside(failure: FoldFailed) -> None:
+            # The batch rolled back; the failing plan is recorded (and counts as
+            # done for this run), the rest of the batch is rebuilt again.
+            with self.store.driver_transaction(write=True) as raw:
+                now = self.store.lock_in(raw, failure.plan_id, missing_ok=True)
+                self.store.quarantine_in(raw, failure, now)
+                self.store.mark_finished(raw, name, failure.plan_id, now)
+
+        def rebuild_around_failures(batch: list[UUID]) -> None:
+            while batch:
+                try:
+                    with_retries(partial(rebuild, batch))
+                except FoldFailed as failure:
+                    if failure.plan_id not in batch:
+                        raise
+                    with_retries(partial(set_aside, failure))
+                    log.warning("%s", failure)
+                    report.quarantined.append(failure)
+                    batch = [plan for plan in batch if plan != failure.plan_id]
+                    if progress is not None:
+                        progress(1)
+                    continue
+                report.rebuilt += len(batch)
+                report.plans.extend(batch)
+                if progress is not None:
+                    progress(len(batch))
+                return
 
         batch: list[UUID] = []
         for plan_id in [*targets, None]:
             if plan_id is not None and plan_id in done:
                 report.skipped_done += 1
+                if progress is not None:
+                    progress(1)
+                continue
+            if plan_id is not None and plan_id in held:
+                report.still_quarantined.append(plan_id)
                 if progress is not None:
                     progress(1)
                 continue
@@ -467,11 +673,7 @@ class ProjectionEngine:
                     continue
             if not batch:
                 continue
-            with_retries(partial(rebuild, batch))
-            report.rebuilt += len(batch)
-            report.plans.extend(batch)
-            if progress is not None:
-                progress(len(batch))
+            rebuild_around_failures(batch)
             batch = []
         with_retries(lambda: self.store.forget_run(name))
         return report

@@ -14,7 +14,7 @@ from typing import Any, Final, Generic, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from eventsource.errors import InvalidEventPayload, UnknownEventType
+from eventsource.errors import EventSourceError, FoldFailed, InvalidEventPayload, UnknownEventType
 from eventsource.events import RecordedEvent
 
 from .typing import Event, JSONValue, Projection
@@ -87,11 +87,14 @@ def to_event(projection: Projection[Any], recorded: RecordedEvent) -> Event:
         try:
             payload = model.model_validate(recorded.payload)
         except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "the payload"
+            reason = f"the payload does not fit the model: {first['msg']} at {where}"
             raise InvalidEventPayload(
                 f"event {recorded.id} ({recorded.event_type}) has a payload the projection "
-                f"{projection.name!r} cannot read: {exc.errors()[0]['msg']} at "
-                f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}",
+                f"{projection.name!r} cannot read: {first['msg']} at {where}",
                 field="payload",
+                reason=reason,
             ) from exc
     else:
         payload = FrozenMapping(recorded.payload)
@@ -139,7 +142,8 @@ def fold(
     Raises:
         UnknownEventType: in strict mode, for an event type the projection does
             not handle.
-        InvalidEventPayload: a payload that fails the projection's model.
+        FoldFailed: ``evolve`` raised, or a payload fails the projection's model
+            (``InvalidEventPayload``, its cause); it names the plan and the event.
     """
     state = start.state
     folded = start.folded
@@ -157,15 +161,38 @@ def fold(
                 raise UnknownEventType(projection.name, recorded)
             skipped[kind] = skipped.get(kind, 0) + 1
             continue
-        if kind in models:
-            event = to_event(projection, recorded)
-        else:
-            # The common case inline (the envelope is the row's first eight
-            # fields, the payload a read-only view): no call, no copy.
-            event = new(Event, (*recorded[:3], frozen(recorded[3]), *recorded[4:8]))
-        state = evolve(state, event)
+        try:
+            if kind in models:
+                event = to_event(projection, recorded)
+            else:
+                # The common case inline (the envelope is the row's first eight
+                # fields, the payload a read-only view): no call, no copy.
+                event = new(Event, (*recorded[:3], frozen(recorded[3]), *recorded[4:8]))
+            state = evolve(state, event)
+        except Exception as exc:  # the reducer's: any error at all is one event's
+            raise fold_failed(projection, recorded, exc) from exc
         folded += 1
     return FoldResult(state=state, folded=folded, skipped=skipped, last=last)
+
+
+def fold_failed(projection: Projection[Any], recorded: RecordedEvent, exc: Exception) -> FoldFailed:
+    """The error of one event a projection could not fold (see ``FoldFailed``)."""
+    if isinstance(exc, FoldFailed):
+        return exc
+    if isinstance(exc, InvalidEventPayload):
+        detail = exc.reason
+    elif isinstance(exc, EventSourceError):
+        detail = str(exc)
+    else:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return FoldFailed(
+        plan_id=recorded.plan_id,
+        projection=projection.name,
+        projection_version=projection.version,
+        event_id=recorded.id,
+        event_type=recorded.event_type,
+        error=detail,
+    )
 
 
 def fold_from_scratch(

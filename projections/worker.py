@@ -45,14 +45,14 @@ from sqlalchemy import (
 )
 
 from eventsource.backend import with_retries
-from eventsource.errors import EventSourceError
+from eventsource.errors import EventSourceError, FoldFailed
 from eventsource.events import same_json
 from eventsource.feed import CHANNEL
 from eventsource.status import FeedLag, feed_lag
 from eventsource.tables import events, snapshots
 from eventsource.typing import WorkerStore
 
-from .engine import ProjectionEngine
+from .engine import ProjectionEngine, snapshot_intact
 from .typing import Projection
 
 STOP_CHECK_SECONDS: Final = 0.25
@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 class WorkerStats:
     plans: int = 0
     batches: int = 0
+    quarantined: int = 0
+    """Plans set aside because a projection could not fold them (``FoldFailed``)."""
     claimed: deque[UUID] = field(default_factory=lambda: deque(maxlen=RECENT_PLANS))
     """The plans folded most recently, oldest first (bounded: workers run for months)."""
 
@@ -134,24 +136,60 @@ class Worker:
 
         started = time.monotonic()
         folded = [0]  # events read per attempt, for the batch's log line
+        # (plan, projection) -> the change the fold failed on: skipped while that
+        # change is the plan's newest, so the rest of its projections still fold.
+        failed: dict[tuple[UUID, str], int] = {}
+        claimed: dict[UUID, int] = {}
 
         def attempt() -> list[UUID]:
             done: list[UUID] = []
             folded[0] = 0
+            claimed.clear()
             with self.store.driver_transaction(write=True) as raw:
-                for plan_id, change_seq in self.store.claim(raw, self.batch_size):
+                claims = self.store.claim(raw, self.batch_size)
+                held = self.store.quarantined_in(raw, [plan for plan, _ in claims])
+                for plan_id, change_seq in claims:
                     if self.stopping:
                         # Commit what is folded; the unfolded claims end with it.
                         break
+                    claimed[plan_id] = change_seq
                     for projection in self.projections:
+                        key = (plan_id, projection.name)
+                        if failed.get(key) == change_seq:
+                            continue
                         folded[0] += self.engine.refresh_in(raw, projection, plan_id).tail
+                        if key in held:
+                            self.store.release_in(raw, plan_id, projection.name)
                     self.store.clear(raw, plan_id, change_seq)
                     done.append(plan_id)
                     if self.on_plan is not None:
                         self.on_plan(plan_id)
             return done
 
-        done = with_retries(attempt, attempts=self.retry_attempts, max_delay=5.0)
+        while True:
+            try:
+                done = with_retries(attempt, attempts=self.retry_attempts, max_delay=5.0)
+            except FoldFailed as failure:
+                # One plan's data must stop nobody: the batch rolled back; record
+                # the plan in quarantine and fold the batch again without it.
+                seq = claimed.get(failure.plan_id)
+                key = (failure.plan_id, failure.projection)
+                if seq is None or failed.get(key) == seq:
+                    raise
+                with_retries(
+                    partial(self.store.quarantine_failure, failure),
+                    attempts=self.retry_attempts,
+                    max_delay=5.0,
+                )
+                failed[key] = seq
+                self.stats.quarantined += 1
+                log.warning(
+                    "quarantined: %s",
+                    failure,
+                    extra={"plan_id": str(failure.plan_id), "event_id": str(failure.event_id)},
+                )
+                continue
+            break
         if done:
             self.stats.batches += 1
             self.stats.plans += len(done)
@@ -268,6 +306,8 @@ class Finding:
     plan_id: UUID
     projection: str
     reason: str
+    queued: bool = True
+    """False for a plan set aside in quarantine instead (it cannot be folded)."""
 
 
 def reconcile(
@@ -294,11 +334,29 @@ def reconcile(
     findings: list[Finding] = []
     targets = plan_ids if plan_ids is not None else reconcile_targets(store)
     engine = ProjectionEngine(store, snapshot_every=None) if deep else None
+    # A quarantined plan whose events have not changed would only fail again: it
+    # is not queued (``eventsource quarantine`` lists and retries it).
+    held = {
+        (entry.plan_id, entry.projection)
+        for projection in projections
+        for entry in with_retries(partial(store.quarantine, projection.name))
+        if entry.holds(projection.name, projection.version)
+    }
     for plan_id in targets:
         reasons: dict[str, str] = {}
         with store.read_transaction() as connection:
             for projection in projections:
-                reason = _check(store, connection, projection, plan_id, engine)
+                if (plan_id, projection.name) in held:
+                    continue
+                try:
+                    reason = _check(store, connection, projection, plan_id, engine)
+                except FoldFailed as failure:
+                    assert engine is not None  # only a deep check folds
+                    engine.record_failure(failure)
+                    findings.append(
+                        Finding(plan_id, projection.name, f"quarantined: {failure}", queued=False)
+                    )
+                    continue
                 if reason is not None:
                     reasons[projection.name] = reason
         if reasons:
@@ -361,6 +419,8 @@ def _check(
         return f"snapshot of version {snapshot.projection_version}"
     if snapshot.stale:
         return "snapshot stale"
+    if not snapshot_intact(snapshot):
+        return "snapshot state does not match its state_hash (altered outside the library)"
     rank = _rank_expression(projection.tie_rank)
     position = snapshot.position
     covered: ColumnElement[bool]

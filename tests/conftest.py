@@ -92,6 +92,7 @@ def session_database_url() -> str:
     return url.render_as_string(hide_password=False)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own, which tears the last fixtures down
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if session_database_url.cache_info().currsize:
         name = f"eventsource_test_{os.getpid()}"

@@ -66,7 +66,7 @@ def test_status_follows_the_queue_and_the_snapshots(store: EventStore, backend_u
         "other_version": 0,
         "missing": 4,
     }
-    assert first["quarantined"] is None
+    assert first["quarantined"] == []
     assert first["replay_runs"] == []
 
     invoke("worker", "--once", "--database-url", backend_url)
@@ -100,7 +100,7 @@ def test_status_follows_the_queue_and_the_snapshots(store: EventStore, backend_u
     table = invoke("status", "--database-url", backend_url).stdout
     assert "1 plans queued; the oldest change is" in table
     assert f"{COURSE.name} v{COURSE.version}: 2 fresh, 1 stale, 1 of another version" in table
-    assert "(no quarantine in this version)" in table
+    assert "quarantined plans   none" in table
 
 
 def test_status_lists_an_interrupted_replay_run(store: EventStore, backend_url: str) -> None:

@@ -414,6 +414,7 @@ def test_generate_is_deterministic_and_imports(backend_url: str, tmp_path: Path)
 STORE_COMMANDS = ("migrate", "import", "export", "append", "timeline", "audit", "delete", "restore")
 PROJECTION_COMMANDS = (
     "generate",
+    "quarantine",
     "state",
     "replay",
     "verify",

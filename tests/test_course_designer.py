@@ -15,7 +15,7 @@ from uuid import UUID
 import pytest
 from pydantic import ValidationError
 
-from eventsource.errors import InvalidInput
+from eventsource.errors import FoldFailed, InvalidInput
 from eventsource.events import STAGES, RecordedEvent
 from eventsource.jsonl import format_timestamp, parse_timestamp, row_to_event
 from projections.course_designer import (
@@ -619,14 +619,17 @@ def test_payloads_the_service_never_writes_are_rejected(
 
 def test_an_invalid_stored_payload_fails_the_fold_loudly() -> None:
     bad = event("stage_extended", {"months": "many"}, stage="analysis", occurred_at=at(20))
-    with pytest.raises(InvalidInput, match="stage_extended"):
+    with pytest.raises(FoldFailed, match="stage_extended") as caught:
         given(PROJECTION, *started_plan()).when(bad).state  # noqa: B018
+    assert caught.value.event_id == bad.id
+    assert isinstance(caught.value.__cause__, InvalidInput)
 
 
 def test_a_stage_event_without_its_stage_column_fails_loudly() -> None:
     no_stage = event("stage_completed", stage=None, occurred_at=at(30))
-    with pytest.raises(InvalidInput, match="stage column"):
+    with pytest.raises(FoldFailed, match="stage column") as caught:
         given(PROJECTION, *started_plan()).when(no_stage).state  # noqa: B018
+    assert isinstance(caught.value.__cause__, InvalidInput)
 
 
 # --- The golden test: the service's own tables, rebuilt from its events ---------------

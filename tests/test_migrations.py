@@ -359,7 +359,7 @@ def host_parents(conninfo: str) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 def append_and_read_back(url: str, plan: uuid.UUID, user: uuid.UUID) -> None:
-    store = EventStore(make_engine(url))
+    store = EventStore.from_url(url)
     try:
         occurred = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
         result = store.append(
@@ -467,7 +467,7 @@ def test_migrate_accepts_a_host_made_event_table() -> None:
             assert conn.execute(
                 "SELECT count(*) FROM pg_trigger WHERE tgname = 'set_timestamp'"
             ).fetchone() == (1,)
-        store = EventStore(make_engine(url))
+        store = EventStore.from_url(url)
         try:
             (kept,) = list(store.read(plan))  # the host's row is still there
             assert kept.event_type == "plan_created"

@@ -176,7 +176,7 @@ def test_state_all_jsonl_prints_one_state_a_line(loaded_db: str) -> None:
     assert states == EXPECTED
 
 
-def test_state_as_of_before_creation_is_a_draft(loaded_db: str) -> None:
+def test_state_as_of_before_creation_says_the_plan_had_no_events_then(loaded_db: str) -> None:
     plan = "0144e7e0-d95b-4564-a344-c14d492e4ccc"
     runner = CliRunner()
     past = runner.invoke(
@@ -192,9 +192,9 @@ def test_state_as_of_before_creation_is_a_draft(loaded_db: str) -> None:
             loaded_db,
         ],
     )
-    assert past.exit_code == 0, past.output
-    assert json.loads(past.output)["status"] == "draft"
-    assert json.loads(past.output)["stages"] == []
+    # Not a fabricated draft: the plan did not exist yet then.
+    assert past.exit_code == 1, past.output
+    assert f"plan {plan} has no events as of 2000-01-01T00:00:00Z" in past.output
     known = runner.invoke(
         main,
         [

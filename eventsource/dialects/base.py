@@ -468,6 +468,13 @@ class Dialect:
             f"WHERE course_designer_plan_id = {self.p('plan')} AND id = {self.p('id')}"
         )
 
+    def retract(self, deleted: bool) -> str | None:
+        """One statement that soft deletes (or restores) an event and writes its
+        retraction history at the database's time, returning whether it changed the
+        row (parameters ``plan``, ``id``); None where the store runs
+        :attr:`set_deleted` and the retraction statements itself."""
+        return None
+
     @property
     def open_retraction(self) -> str:
         return (
@@ -555,6 +562,61 @@ class Dialect:
     @property
     def progress_forget(self) -> str:
         return f"DELETE FROM eventsource_replay_progress WHERE run = {self.p('run')}"
+
+    # -- quarantine ------------------------------------------------------------
+
+    @property
+    def quarantine(self) -> str:
+        """Record (or re-record) a plan a projection cannot fold, with its stream's
+        fingerprint taken in the same statement (event count and newest ``updated_at``:
+        any insert, soft delete or restore changes one of them)."""
+        plan = self.p("plan")
+        same = "eventsource_quarantine.projection_version = excluded.projection_version"
+        return (
+            "INSERT INTO eventsource_quarantine (plan_id, projection, projection_version, "
+            "event_id, event_type, error, stream_events, stream_updated_at, first_seen, "
+            "last_seen, attempts) "
+            f"SELECT {plan}, {self.p('projection')}, {self.p('version')}, {self.p('event')}, "
+            f"{self.p('type')}, {self.p('error')}, count(*), max(updated_at), "
+            f"{self.clock('now')}, {self.clock('now')}, 1 FROM {EVENTS} "
+            f"WHERE course_designer_plan_id = {plan} "
+            "ON CONFLICT (plan_id, projection) DO UPDATE SET "
+            "projection_version = excluded.projection_version, event_id = excluded.event_id, "
+            "event_type = excluded.event_type, error = excluded.error, "
+            "stream_events = excluded.stream_events, "
+            "stream_updated_at = excluded.stream_updated_at, last_seen = excluded.last_seen, "
+            f"first_seen = CASE WHEN {same} THEN eventsource_quarantine.first_seen "
+            "ELSE excluded.first_seen END, "
+            f"attempts = CASE WHEN {same} THEN eventsource_quarantine.attempts + 1 ELSE 1 END"
+        )
+
+    @property
+    def release(self) -> str:
+        return (
+            f"DELETE FROM eventsource_quarantine WHERE plan_id = {self.p('plan')} "
+            f"AND projection = {self.p('projection')}"
+        )
+
+    def quarantined_among(self, count: int) -> str:
+        """The (plan, projection) pairs quarantined among ``count`` plans."""
+        plans = ", ".join(self.p(f"p{i}") for i in range(count))
+        return f"SELECT plan_id, projection FROM eventsource_quarantine WHERE plan_id IN ({plans})"
+
+    def quarantine_rows(self, by_projection: bool) -> str:
+        """Every quarantined plan, with whether its stream is still the one that failed."""
+        where = f" WHERE q.projection = {self.p('projection')}" if by_projection else ""
+        events = f"FROM {EVENTS} e WHERE e.course_designer_plan_id = q.plan_id"
+        newest = f"(SELECT max(e.updated_at) {events})"
+        unchanged = (
+            f"(q.stream_events = (SELECT count(*) {events}) AND "
+            f"(q.stream_updated_at = {newest} OR "
+            f"(q.stream_updated_at IS NULL AND {newest} IS NULL)))"
+        )
+        return (
+            "SELECT q.plan_id, q.projection, q.projection_version, q.event_id, q.event_type, "
+            f"q.error, q.first_seen, q.last_seen, q.attempts, {unchanged} "
+            f"FROM eventsource_quarantine q{where} ORDER BY q.plan_id, q.projection"
+        )
 
 
 __all__ = [

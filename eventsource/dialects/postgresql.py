@@ -112,8 +112,19 @@ class PostgreSQL(Dialect):
             yield from cursor.stream(sql, params, size=size)
 
     def lock_table(self, raw: Any) -> datetime:
-        raw.execute(f"LOCK TABLE {EVENTS} IN SHARE ROW EXCLUSIVE MODE")
-        stamp: datetime = raw.execute("SELECT now()").fetchone()[0]
+        # LOCK ... IN SHARE ROW EXCLUSIVE MODE needs table-level UPDATE, DELETE or
+        # TRUNCATE, which a role that may only import must not have (it could then
+        # rewrite or empty the log): eventsource_importer locks through the
+        # SECURITY DEFINER function of migration 0004 instead. A session that may
+        # lock the table itself (its owner, say, beside a host) does.
+        (direct,) = raw.execute(
+            "SELECT has_table_privilege(%s, 'UPDATE, DELETE, TRUNCATE')", (EVENTS,)
+        ).fetchone()
+        if direct:
+            raw.execute(f"LOCK TABLE {EVENTS} IN SHARE ROW EXCLUSIVE MODE")
+            stamp: datetime = raw.execute("SELECT now()").fetchone()[0]
+        else:
+            stamp = raw.execute("SELECT eventsource_lock_events()").fetchone()[0]
         return stamp
 
     def bulk_insert(self, raw: Any, events: list[RecordedEvent]) -> None:
@@ -159,7 +170,11 @@ class PostgreSQL(Dialect):
         "payload, occurred_at) "
         "VALUES (%s, %s, %s, %s, %s, %s::jsonb, COALESCE(%s::timestamptz, now()))"
     )
-    """Positional, for ``executemany``: ``created_at``/``updated_at`` default to now()."""
+    """Positional, for ``executemany``: ``created_at``/``updated_at`` default to now().
+
+    Exactly the columns ``eventsource_writer`` may insert (``eventsource.roles``):
+    the time an event is recorded is always the database's, never the caller's.
+    """
 
     check_version: Final = (
         "SELECT CASE WHEN n BETWEEN %(low)s AND %(high)s THEN n ELSE 1 / (n - n) END "
@@ -173,21 +188,35 @@ class PostgreSQL(Dialect):
     statement of an append can divide by zero.
     """
 
-    @property
-    def mark_stale(self) -> str:
-        # ``earliest`` is null when every event took the transaction's time.
-        return (
-            "UPDATE eventsource_snapshots SET stale = true WHERE plan_id = %(plan)s "
-            "AND NOT stale "
-            "AND position_occurred_at >= LEAST(COALESCE(%(earliest)s::timestamptz, now()), now())"
-        )
+    # -- history: through the functions of migration 0004 -------------------
+    #
+    # The store's roles (eventsource.roles) may not update deleted_at, write the
+    # retraction history or update snapshots: a writer could then retract at a
+    # forged time, erase history or un-stale a snapshot. These functions run as
+    # their owner, stamp now() (the transaction's start, the clock of the
+    # table's defaults) and do only what their name says.
 
     @property
-    def set_deleted(self) -> str:
-        # The set_timestamp trigger stamps updated_at.
+    def mark_stale(self) -> str:
+        # ``earliest`` is null when every event took the transaction's time; the
+        # function stales every snapshot of the plan at or after
+        # LEAST(COALESCE(earliest, now()), now()), and never makes one fresh.
+        return "SELECT eventsource_mark_stale(%(plan)s, %(earliest)s::timestamptz)"
+
+    def retract(self, deleted: bool) -> str:
+        # deleted_at and the retraction row at now(); the set_timestamp trigger
+        # stamps updated_at.
+        function = "eventsource_soft_delete" if deleted else "eventsource_restore"
+        return f"SELECT {function}(%(plan)s, %(id)s)"
+
+    @property
+    def record_change(self) -> str:
+        # changed_at and change_seq left to the table's defaults (now(), 1): the
+        # writer's column privileges do not include changed_at.
         return (
-            f"UPDATE {EVENTS} SET deleted_at = %(deleted_at)s "
-            "WHERE course_designer_plan_id = %(plan)s AND id = %(id)s"
+            "INSERT INTO eventsource_plan_changes (plan_id) VALUES (%(plan)s) "
+            "ON CONFLICT (plan_id) "
+            "DO UPDATE SET change_seq = eventsource_plan_changes.change_seq + 1"
         )
 
     @property

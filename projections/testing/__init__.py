@@ -6,7 +6,8 @@
   deterministic, snapshot + tail equals a full fold at every cut, insertion order
   and batches do not matter, a backfill equals appending in order, delete then
   restore changes nothing, snapshots survive their JSON round trip, ``evolve``
-  never changes its input.
+  never changes its input, and a state never depends on what the instance folded
+  before (no memo by plan or event id).
 * :mod:`.hashseed`: the one impurity a single process cannot see (set iteration
   order under different ``PYTHONHASHSEED`` values).
 * :mod:`.suite`: all of the above as a ready-made pytest class.
@@ -27,9 +28,11 @@ from .properties import (
     check_delete_restore_noop,
     check_evolve_pure,
     check_insertion_order_independent,
+    check_no_hidden_state,
     check_replay_deterministic,
     check_snapshot_plus_tail,
     check_snapshot_round_trip,
+    instance_factory,
     live_stream,
     plan_ids,
     regression_test,
@@ -69,6 +72,7 @@ __all__ = [
     "check_evolve_pure",
     "check_hash_seed_independence",
     "check_insertion_order_independent",
+    "check_no_hidden_state",
     "check_replay_deterministic",
     "check_snapshot_plus_tail",
     "check_snapshot_round_trip",
@@ -79,6 +83,7 @@ __all__ = [
     "event_streams",
     "event_types",
     "given",
+    "instance_factory",
     "json_objects",
     "json_values",
     "live_stream",

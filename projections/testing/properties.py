@@ -8,6 +8,10 @@ its snapshots with a small model (:class:`IncrementalModel`) that, like the
 engine, keeps a snapshot per plan, folds only the tail after it, and refolds from
 scratch when a write lands at or before the snapshot's position.
 
+:func:`check_no_hidden_state` also needs new instances of the projection: by
+default its class called with no arguments; pass ``fresh`` (a function returning
+one) for a projection built with arguments.
+
 Each ``check_*`` raises :class:`PropertyViolation` (an ``AssertionError``) saying
 what differed and where. Inside a Hypothesis test it also records, with
 ``hypothesis.note``, a regression test for the failing example that can be pasted
@@ -20,7 +24,7 @@ in-process checks (one process has one hash seed): see
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -32,7 +36,7 @@ from hypothesis.control import currently_in_test_context
 
 from eventsource.events import RecordedEvent
 
-from ..engine import diff
+from ..engine import diff, fresh_instance
 from ..fold import FoldResult, canonical_json, fold, sort_key, to_event
 from ..typing import Projection
 
@@ -44,9 +48,11 @@ __all__ = [
     "check_delete_restore_noop",
     "check_evolve_pure",
     "check_insertion_order_independent",
+    "check_no_hidden_state",
     "check_replay_deterministic",
     "check_snapshot_plus_tail",
     "check_snapshot_round_trip",
+    "instance_factory",
     "live_stream",
     "plan_ids",
     "regression_test",
@@ -221,6 +227,137 @@ def check_replay_deterministic(
                     f"{_differences(first, again)}. A reducer must not read the "
                     "clock, use randomness, or change state that outlives a fold",
                 )
+
+
+def instance_factory(
+    projection: Projection[Any], fresh: Callable[[], Projection[Any]] | None = None
+) -> Callable[[], Projection[Any]]:
+    """A function returning a new instance of ``projection`` at every call.
+
+    ``fresh`` when given; otherwise the projection's class called with no arguments,
+    provided that builds the same projection (see
+    :func:`projections.engine.fresh_instance`: the same name, version, handled
+    types, tie rank, payload models and other settings).
+
+    Raises:
+        ValueError: no ``fresh``, and the class cannot build the same projection.
+    """
+    if fresh is not None:
+        return fresh
+    if fresh_instance(projection) is None:
+        name = type(projection).__qualname__
+        raise ValueError(
+            f"{name}() does not build the projection given (it needs arguments, or its "
+            "name, version, handles, tie rank, payload models or other settings differ), "
+            "so no new instance can be made: pass fresh=, a function returning one "
+            f"(fresh=lambda: {name}(...))"
+        )
+
+    # Checked once: later, the given instance may have learned things the new ones
+    # have not (that is what the hidden-state check is for).
+    cls: Callable[[], Projection[Any]] = type(projection)
+    return cls
+
+
+def check_no_hidden_state(
+    projection: Projection[Any],
+    events: Sequence[RecordedEvent],
+    *,
+    fresh: Callable[[], Projection[Any]] | None = None,
+) -> None:
+    """A state depends on its plan's events only, never on what the instance folded before.
+
+    One instance folds every plan's live stream; then, for each plan, the stream with
+    each of its events soft-deleted in turn, and each of its shorter prefixes (the
+    plan as it was earlier); then every full stream again. Each state must equal the
+    state a new instance folds from the same events, and a prefix's state the one the
+    first fold had after those events.
+
+    Catches reducers that keep something outside the state they return: a memo or
+    cache by plan id or event id (after a soft delete it serves the deleted event's
+    data), or by anything another plan's events set. A cache on the class or in a
+    module is shared by the new instances too: only the prefix comparison sees it,
+    and only what it accumulates. It also outlives the example, so Hypothesis may
+    find it flaky, and a regression test reproduces it in a new process.
+
+    Args:
+        fresh: returns a new instance of the projection (default: its class, called
+            with no arguments; see :func:`instance_factory`).
+
+    Raises:
+        PropertyViolation: a state differs.
+        ValueError: no ``fresh``, and the class cannot build the same projection.
+    """
+    make = instance_factory(projection, fresh)
+    used = make()
+    history: list[str] = []
+
+    def fold_on(instance: Projection[Any], stream: Sequence[RecordedEvent], plan_id: UUID) -> bytes:
+        start = FoldResult(state=instance.initial_state(plan_id))
+        return _encode(instance, fold(instance, stream, start).state)
+
+    def step_by_step(stream: Sequence[RecordedEvent], plan_id: UUID) -> list[bytes]:
+        state = used.initial_state(plan_id)
+        states = [_encode(used, state)]
+        for recorded in stream:
+            state = fold(used, [recorded], FoldResult(state=state)).state
+            states.append(_encode(used, state))
+        return states
+
+    def expect(plan_id: UUID, what: str, got: bytes, expected: bytes, baseline: str) -> None:
+        if got != expected:
+            before = "; ".join(history[-3:]) or "nothing"
+            if len(history) > 3:
+                before = f"{len(history) - 3} earlier fold(s); {before}"
+            _fail(
+                "check_no_hidden_state",
+                projection,
+                events,
+                f"plan {plan_id}: folding {what} on an instance that had folded [{before}] "
+                f"gives a state that differs from {baseline}: {_differences(expected, got)}. "
+                "A reducer must keep nothing between folds (no memo or cache by plan or "
+                "event id, on the instance, its class or its module): the state it returns "
+                "is all it may remember",
+            )
+        history.append(f"{what} of plan {plan_id}")
+
+    streams = {plan_id: live_stream(projection, events, plan_id) for plan_id in plan_ids(events)}
+    first: dict[UUID, list[bytes]] = {}
+    for plan_id, stream in streams.items():
+        first[plan_id] = step_by_step(stream, plan_id)
+        expect(
+            plan_id,
+            f"the {len(stream)} event(s)",
+            first[plan_id][-1],
+            fold_on(make(), stream, plan_id),
+            "a new instance's fold",
+        )
+    for plan_id, stream in streams.items():
+        for index, deleted in enumerate(stream):
+            rest = [*stream[:index], *stream[index + 1 :]]
+            expect(
+                plan_id,
+                f"the events but event {index} ({deleted.event_type}, {deleted.id}, soft-deleted)",
+                fold_on(used, rest, plan_id),
+                fold_on(make(), rest, plan_id),
+                "a new instance's fold",
+            )
+        for cut in range(len(stream)):
+            expect(
+                plan_id,
+                f"the first {cut} event(s)",
+                fold_on(used, stream[:cut], plan_id),
+                first[plan_id][cut],
+                f"the state its first fold had after {cut} event(s)",
+            )
+    for plan_id, stream in streams.items():
+        expect(
+            plan_id,
+            f"the {len(stream)} event(s) again",
+            fold_on(used, stream, plan_id),
+            first[plan_id][-1],
+            "its first fold",
+        )
 
 
 def check_snapshot_round_trip(projection: Projection[Any], events: Sequence[RecordedEvent]) -> None:
@@ -538,14 +675,19 @@ def check_all(
     batch_sizes: Sequence[int] = (),
     late: Collection[UUID] = (),
     retract: Collection[UUID] = (),
+    fresh: Callable[[], Projection[Any]] | None = None,
 ) -> None:
     """Every in-memory property of this module, for one stream.
 
+    ``fresh`` is for :func:`check_no_hidden_state`.
+
     Raises:
         PropertyViolation: the first property that fails.
+        ValueError: no ``fresh``, and the projection's class cannot build it.
     """
     check_evolve_pure(projection, events)
     check_replay_deterministic(projection, events)
+    check_no_hidden_state(projection, events, fresh=fresh)
     check_snapshot_round_trip(projection, events)
     check_snapshot_plus_tail(projection, events)
     check_insertion_order_independent(projection, events, order=order, batch_sizes=batch_sizes)

@@ -9,11 +9,15 @@ In a test module::
 
 pytest collects the class; each property is one Hypothesis test, run under the
 active profile (:mod:`projections.testing.profiles`).
+
+The hidden-state test folds in new instances of the projection: its class called
+with no arguments, unless ``fresh`` gives a function that builds one (for a
+projection built with arguments).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -29,9 +33,11 @@ from .properties import (
     check_delete_restore_noop,
     check_evolve_pure,
     check_insertion_order_independent,
+    check_no_hidden_state,
     check_replay_deterministic,
     check_snapshot_plus_tail,
     check_snapshot_round_trip,
+    instance_factory,
 )
 from .strategies import event_streams
 
@@ -61,6 +67,7 @@ def projection_properties(
     *,
     hash_seeds: Sequence[int] | None = (0, 1, 2, 3),
     importable_as: str | None = None,
+    fresh: Callable[[], Projection[Any]] | None = None,
 ) -> type:
     """A test class checking the determinism properties of ``projection``.
 
@@ -70,6 +77,8 @@ def projection_properties(
         hash_seeds: seeds for the hash-seed test, or None to leave it out.
         importable_as: ``"module:attribute"`` the hash-seed workers load the
             projection from (default: its class, built with no arguments).
+        fresh: builds a new instance of the projection for the hidden-state test
+            (default: its class, called with no arguments).
     """
     events_in: st.SearchStrategy[list[RecordedEvent]] = (
         streams if streams is not None else event_streams()
@@ -116,6 +125,32 @@ def projection_properties(
         ) -> None:
             retract = data.draw(subsets_of_ids(events), label="retract")
             check_delete_restore_noop(projection, events, retract=retract)
+
+    try:
+        make: Callable[[], Projection[Any]] | None = instance_factory(projection, fresh)
+        problem = ""
+    except ValueError as exc:  # reported by the test itself, not at import
+        make, problem = None, str(exc)
+
+    if make is not None:
+        new_instance = make
+
+        @given(events=events_in)
+        def test_folding_other_streams_first_never_changes_a_state(
+            self: Any, events: list[RecordedEvent]
+        ) -> None:
+            check_no_hidden_state(projection, events, fresh=new_instance)
+
+    else:
+
+        def test_folding_other_streams_first_never_changes_a_state(self: Any) -> None:
+            raise ValueError(problem)
+
+    setattr(  # noqa: B010 - one of two definitions
+        ProjectionProperties,
+        "test_folding_other_streams_first_never_changes_a_state",
+        test_folding_other_streams_first_never_changes_a_state,
+    )
 
     if hash_seeds is not None:
         seeds = tuple(hash_seeds)
