@@ -309,7 +309,7 @@ def build_picture(
             try:
                 loaded = engine.load(projection, plan_id, as_of=as_of, known_at=known_at)
                 data, digest, count = loaded.json, loaded.hash, loaded.event_count
-            except UnknownPlan:  # every event retracted: the state before any event
+            except UnknownPlan:  # no events then (NoEventsAsOf), or all retracted: as before any
                 data = projection.to_json(projection.initial_state(plan_id))
                 digest, count = state_hash(canonical_json(data)), 0
             extensions, baselines = _extensions(prefix)

@@ -17,11 +17,12 @@ from uuid import UUID
 
 import pytest
 
-from eventsource import EventStore, NewEvent, RecordedEvent
+from eventsource import EventStore, NewEvent, NoEventsAsOf, RecordedEvent
 from eventsource.config import make_engine
 from eventsource.transfer import import_events
 from projections import ProjectionEngine, canonical_json, discover, state_hash
 from projections.picture import MAX_AXIS_POINTS, MAX_VIEWS, build_picture, render_html, time_axes
+from tests.clirun import run_cli
 from tests.conftest import DATA
 
 FIXTURE = DATA / "course_designer_events.jsonl"
@@ -152,6 +153,15 @@ def test_page_is_self_contained_and_works_without_its_script(
     ET.fromstring(inline[: inline.index("</svg>") + len("</svg>")])
 
 
+def hash_at(engine: ProjectionEngine, projection: Any, **when: Any) -> str:
+    """The engine's state hash then; before the plan's first event (``NoEventsAsOf``)
+    the picture draws the state before any event, so that hash."""
+    try:
+        return engine.load(projection, UUID(PLAN), **when).hash
+    except NoEventsAsOf:
+        return state_hash(canonical_json(projection.to_json(projection.initial_state(UUID(PLAN)))))
+
+
 def test_every_embedded_state_is_the_engines_state_for_that_time(
     sample_db: str, tmp_path: Path
 ) -> None:
@@ -175,11 +185,16 @@ def test_every_embedded_state_is_the_engines_state_for_that_time(
         for v, as_of in enumerate(data["valid"]):
             combo = data["views"][data["grid"][k * n_valid + v]]
             head = data["heads"][combo[2]]
-            loaded = engine.load(projection, UUID(PLAN), as_of=parse(as_of), known_at=parse(known))
-            assert head[4] == loaded.hash, (known, as_of)
+            digest = hash_at(engine, projection, as_of=parse(as_of), known_at=parse(known))
+            assert head[4] == digest, (known, as_of)
+    # Before anything was recorded the page draws the state before any event, and the
+    # command line says the plan had no events then.
+    before = run_cli("state", PLAN, "--known-at", data["record"][0], "--database-url", sample_db)
+    assert before.returncode == 1
+    assert f"plan {PLAN} has no events as of" in before.stderr
     # And through the command line, at a few points a user would pick.
     for known, as_of in [
-        (data["record"][0], data["valid"][2]),
+        (data["record"][1], data["valid"][2]),
         (data["record"][-2], data["valid"][-2]),
         (data["record"][1], None),
     ]:
@@ -431,10 +446,10 @@ def test_picture_on_every_backend_follows_deletes_and_restores(store: EventStore
     marks = [picture.views[(k, latest)].marks[index] for k in range(len(picture.record_axis))]
     assert marks[-3:] == ["x", "l", "l"]
     for (k, v), view in picture.views.items():
-        loaded = engine.load(
-            projection, UUID(PLAN), as_of=picture.valid_axis[v], known_at=picture.record_axis[k]
+        digest = hash_at(
+            engine, projection, as_of=picture.valid_axis[v], known_at=picture.record_axis[k]
         )
-        assert view.hash == loaded.hash
+        assert view.hash == digest
     page = render_html(picture)
     assert page.count('data-bar="planned"') == len(picture.current.state["stages"])
 

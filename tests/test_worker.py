@@ -40,7 +40,7 @@ from eventsource.tables import events, plan_changes, snapshots
 from eventsource.transfer import import_events
 from projections.course_designer import CourseDesignerPlanProjection
 from projections.engine import ProjectionEngine
-from projections.fold import canonical_json, thaw
+from projections.fold import canonical_json, state_hash, thaw
 from projections.typing import Event, Projection
 from projections.worker import Worker, reconcile
 from tests.conftest import DATA, make_plan
@@ -683,6 +683,22 @@ def test_deep_reconcile_finds_a_tampered_snapshot(
             .values(state={"status": "completed"})
         )
     runner = CliRunner()
+    # The quick check hashes the stored state: an edit that leaves state_hash behind
+    # is found without folding.
+    result = runner.invoke(main, ["reconcile", "--database-url", backend_url])
+    assert result.output.splitlines() == [
+        f"{tampered}: snapshot state does not match its state_hash (altered outside the library)",
+        "checked 3 plans; queued 1 for the workers",
+    ]
+    Worker(store, [COURSE]).drain()
+    # An edit that keeps state and hash consistent is found only by folding (--deep).
+    forged = {"status": "completed"}
+    with engine.begin() as connection:
+        connection.execute(
+            update(snapshots)
+            .where(snapshots.c.plan_id == tampered)
+            .values(state=forged, state_hash=state_hash(canonical_json(forged)))
+        )
     result = runner.invoke(main, ["reconcile", "--database-url", backend_url])
     assert result.output.strip() == "checked 3 plans; queued 0 for the workers"
     result = runner.invoke(main, ["reconcile", "--deep", "--database-url", backend_url])
