@@ -26,7 +26,7 @@ from eventsource.errors import FoldFailed
 
 from .async_engine import AsyncProjectionEngine
 from .typing import Projection
-from .worker import WorkerStats
+from .worker import FailedFolds, WorkerStats
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +68,23 @@ class AsyncWorker:
         the plan's stream still while it is folded.
         """
         await self.store.check_schema()
-        # (plan, projection) -> the change its fold failed on, as on the blocking face.
-        failed: dict[tuple[UUID, str], int] = {}
-        claimed: dict[UUID, int] = {}
+        failures = FailedFolds()
 
         async def attempt() -> list[UUID]:
             done: list[UUID] = []
-            claimed.clear()
+            failures.claimed.clear()
             async with self.store.transaction(write=True) as conn:
                 claims = await self.store.claim(conn, self.batch_size)
                 held = await self.store.quarantined_in(conn, [plan for plan, _ in claims])
                 for plan_id, change_seq in claims:
                     if self._stop.is_set():
                         break  # commit what is folded; the other claims end with it
-                    claimed[plan_id] = change_seq
+                    failures.claimed[plan_id] = change_seq
                     for projection in self.projections:
-                        key = (plan_id, projection.name)
-                        if failed.get(key) == change_seq:
+                        if failures.skips(plan_id, projection.name, change_seq):
                             continue
                         await self.engine.refresh_in(conn, projection, plan_id)
-                        if key in held:
+                        if (plan_id, projection.name) in held:
                             await self.store.release_in(conn, plan_id, projection.name)
                     await self.store.clear(conn, plan_id, change_seq)
                     done.append(plan_id)
@@ -98,12 +95,9 @@ class AsyncWorker:
                 done = await self.store.retrying(attempt)
             except FoldFailed as failure:
                 # The batch rolled back: quarantine the plan, fold the batch without it.
-                seq = claimed.get(failure.plan_id)
-                key = (failure.plan_id, failure.projection)
-                if seq is None or failed.get(key) == seq:
+                if not failures.set_aside(failure):
                     raise
                 await self.store.quarantine_failure(failure)
-                failed[key] = seq
                 self.stats.quarantined += 1
                 log.warning("quarantined: %s", failure)
                 continue

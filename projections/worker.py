@@ -71,6 +71,32 @@ class WorkerStats:
     """The plans folded most recently, oldest first (bounded: workers run for months)."""
 
 
+class FailedFolds:
+    """One batch's folds that failed, so its retry skips them and goes on.
+
+    Keyed by (plan, projection), each remembers the change it failed on: while that
+    change is still the plan's newest the retried batch skips that projection (and
+    still folds the plan's others); a newer change is tried again. I/O-free, shared
+    by both workers.
+    """
+
+    def __init__(self) -> None:
+        self.failed: dict[tuple[UUID, str], int] = {}
+        self.claimed: dict[UUID, int] = {}
+
+    def skips(self, plan_id: UUID, projection: str, change_seq: int) -> bool:
+        return self.failed.get((plan_id, projection)) == change_seq
+
+    def set_aside(self, failure: FoldFailed) -> bool:
+        """Note the failure; False when the batch cannot go on without it (re-raise)."""
+        seq = self.claimed.get(failure.plan_id)
+        key = (failure.plan_id, failure.projection)
+        if seq is None or self.failed.get(key) == seq:
+            return False
+        self.failed[key] = seq
+        return True
+
+
 class Worker:
     """Folds changed plans for the given (asynchronous) projections.
 
@@ -136,15 +162,12 @@ class Worker:
 
         started = time.monotonic()
         folded = [0]  # events read per attempt, for the batch's log line
-        # (plan, projection) -> the change the fold failed on: skipped while that
-        # change is the plan's newest, so the rest of its projections still fold.
-        failed: dict[tuple[UUID, str], int] = {}
-        claimed: dict[UUID, int] = {}
+        failures = FailedFolds()
 
         def attempt() -> list[UUID]:
             done: list[UUID] = []
             folded[0] = 0
-            claimed.clear()
+            failures.claimed.clear()
             with self.store.driver_transaction(write=True) as raw:
                 claims = self.store.claim(raw, self.batch_size)
                 held = self.store.quarantined_in(raw, [plan for plan, _ in claims])
@@ -152,13 +175,12 @@ class Worker:
                     if self.stopping:
                         # Commit what is folded; the unfolded claims end with it.
                         break
-                    claimed[plan_id] = change_seq
+                    failures.claimed[plan_id] = change_seq
                     for projection in self.projections:
-                        key = (plan_id, projection.name)
-                        if failed.get(key) == change_seq:
+                        if failures.skips(plan_id, projection.name, change_seq):
                             continue
                         folded[0] += self.engine.refresh_in(raw, projection, plan_id).tail
-                        if key in held:
+                        if (plan_id, projection.name) in held:
                             self.store.release_in(raw, plan_id, projection.name)
                     self.store.clear(raw, plan_id, change_seq)
                     done.append(plan_id)
@@ -172,16 +194,13 @@ class Worker:
             except FoldFailed as failure:
                 # One plan's data must stop nobody: the batch rolled back; record
                 # the plan in quarantine and fold the batch again without it.
-                seq = claimed.get(failure.plan_id)
-                key = (failure.plan_id, failure.projection)
-                if seq is None or failed.get(key) == seq:
+                if not failures.set_aside(failure):
                     raise
                 with_retries(
                     partial(self.store.quarantine_failure, failure),
                     attempts=self.retry_attempts,
                     max_delay=5.0,
                 )
-                failed[key] = seq
                 self.stats.quarantined += 1
                 log.warning(
                     "quarantined: %s",
@@ -459,4 +478,12 @@ def _check(
     return None
 
 
-__all__ = ["CHANNEL", "Finding", "Worker", "WorkerStats", "reconcile", "reconcile_targets"]
+__all__ = [
+    "CHANNEL",
+    "FailedFolds",
+    "Finding",
+    "Worker",
+    "WorkerStats",
+    "reconcile",
+    "reconcile_targets",
+]
