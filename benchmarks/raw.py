@@ -98,9 +98,10 @@ SNAPSHOT_SELECT: Final = (
 TAIL_SELECT: Final = (
     "SELECT id, event_type, payload FROM course_designer_plan_events "
     "WHERE course_designer_plan_id = {p} AND deleted_at IS NULL "
-    "AND (occurred_at, created_at, id) > ({p}, {p}, {p}) ORDER BY occurred_at, created_at, id"
+    "AND occurred_at > {p} ORDER BY occurred_at, created_at, id"
 )
-"""The events after a snapshot's position, for a projection without tie ranks."""
+"""The events after a snapshot's position, for a projection without tie ranks: those
+after its instant, as the library reads them (``Dialect.snapshot_tail`` says why)."""
 
 INSERT: Final = (
     "INSERT INTO course_designer_plan_events (id, course_designer_plan_id, actor_user_id, "
@@ -351,8 +352,8 @@ class PostgresRaw:
         found = self.conn.execute(self.snapshot_sql, (plan_id, projection)).fetchone()
         if found is None:
             return None
-        state, occurred, created, last = found
-        tail = self.conn.execute(self.tail_sql, (plan_id, occurred, created, last)).fetchall()
+        state, occurred, _created, last = found
+        tail = self.conn.execute(self.tail_sql, (plan_id, occurred)).fetchall()
         for event_id, event_type, _payload in tail:
             state, last = count_fold(state, event_type), event_id
         return state, None if last is None else str(last)
@@ -516,9 +517,9 @@ class SqliteRaw:
         found = self.conn.execute(self.snapshot_sql, (str(plan_id), projection)).fetchone()
         if found is None:
             return None
-        state, occurred, created, last = loads(found[0]), found[1], found[2], found[3]
+        state, occurred, last = loads(found[0]), found[1], found[3]
         for event_id, event_type, payload in self.conn.execute(
-            self.tail_sql, (str(plan_id), occurred, created, last)
+            self.tail_sql, (str(plan_id), occurred)
         ):
             loads(payload)
             state, last = count_fold(state, event_type), event_id

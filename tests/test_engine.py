@@ -217,6 +217,47 @@ def test_append_after_snapshot_position_keeps_it_usable(
     assert not _snapshot_row(store, plan_id).stale
 
 
+def test_snapshot_of_a_plan_written_in_one_append_reads_only_the_later_events(
+    store: EventStore, engine_: ProjectionEngine, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    # Every event of one append ties on occurred_at and created_at, so the
+    # snapshot's position sits inside a tie group: the tail is read from after
+    # that instant, and a later write at exactly that instant stales it.
+    plan_id, actor = plan
+    renames = [
+        NewEvent("schedule_updated", {**SCHEDULE, "name": f"n{i}"}, actor_user_id=actor)
+        for i in range(30)
+    ]
+    created = NewEvent("plan_created", {"name": "Tied"}, actor_user_id=actor)
+    store.append(plan_id, [created, *renames])
+    engine_.snapshot(PROJECTION, plan_id)
+    instant = _snapshot_row(store, plan_id).position
+    assert instant is not None
+    later = {**SCHEDULE, "name": "later"}
+    store.append(plan_id, [NewEvent("schedule_updated", later, actor_user_id=actor)])
+    loaded = engine_.load(PROJECTION, plan_id)
+    assert (loaded.from_snapshot, loaded.tail, loaded.event_count) == (True, 1, 32)
+    assert loaded.hash == fresh_hash(engine_, plan_id)
+    store.append(
+        plan_id,
+        [
+            NewEvent(
+                "schedule_updated",
+                {**SCHEDULE, "name": "at the snapshot's instant"},
+                actor_user_id=actor,
+                occurred_at=instant.occurred_at,
+            )
+        ],
+    )
+    assert _snapshot_row(store, plan_id).stale
+    loaded = engine_.load(PROJECTION, plan_id)
+    assert not loaded.from_snapshot
+    assert loaded.event_count == 33
+    # Folded in stream order: after the tie group, before the later append.
+    assert loaded.json["name"] == "later"
+    assert loaded.hash == fresh_hash(engine_, plan_id)
+
+
 def test_snapshot_every_n_events_policy(
     store: EventStore, plan: tuple[uuid.UUID, uuid.UUID]
 ) -> None:

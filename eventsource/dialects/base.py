@@ -305,20 +305,22 @@ class Dialect:
             "FROM eventsource_snapshots WHERE plan_id = {plan} AND projection = {projection} "
             "AND NOT stale AND projection_version = {version}"
         ).format(plan=self.p("plan"), projection=self.p("projection"), version=self.p("version"))
-
-        def bound(column: str, otherwise: str) -> str:
-            return f"COALESCE((SELECT {column} {usable}), {otherwise})"
-
-        position = (
-            bound("position_occurred_at", self.min_timestamp),
-            bound("position_created_at", self.min_timestamp),
-            bound("position_rank", "-2147483648"),
-            bound("position_id", self.min_uuid),
-        )
+        # Strictly after the snapshot's occurred_at, not after its whole position:
+        # a usable snapshot has no live event after its position at that same
+        # instant. It is saved under the plan's write lock from a whole committed
+        # stream, so every event sharing its occurred_at then was folded, and any
+        # write since that lands at or before that instant (a backfill to it, a
+        # soft delete, a restore) marked it stale (``mark_stale``: position_
+        # occurred_at >= the write's earliest). So the timeline index seeks past
+        # the position's instant instead of scanning every event that ties with
+        # it (all of a plan written in one append). Only the host's own SQL
+        # could add an event at exactly that instant, as it could any backfill:
+        # reconcile finds both.
+        since = f"COALESCE((SELECT position_occurred_at {usable}), {self.min_timestamp})"
         conditions = [
             f"course_designer_plan_id = {self.p('plan')}",
             "deleted_at IS NULL",
-            self.after_position(rank_sql(ranks, literal=self.literal), position),
+            f"occurred_at > {since}",
         ]
         if valid:
             conditions.append(f"occurred_at <= {self.p('valid_at')}")
