@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 from uuid import UUID
 
@@ -22,12 +23,12 @@ import orjson
 
 from .backend import translated, with_retries
 from .database import Raw
-from .dialects import Ranks
+from .dialects import EVENT_COLUMNS, SNAPSHOT_IN_LOAD, Ranks
 from .errors import FoldFailed
 from .events import RecordedEvent, check_timestamp
 from .feed import ChangeFeedStore, FeedRules
 from .positions import StreamPosition
-from .program import Pipeline, Program, Query, run
+from .program import Program, Query, run
 from .streams import Bookkeeping
 
 
@@ -123,28 +124,24 @@ class SnapshotRules(FeedRules):
     def snapshot_key(self, plan_id: UUID, projection: str) -> dict[str, Any]:
         return {"plan": self.sql.uuid(plan_id), "projection": projection}
 
-    def tail_statements(
+    def tail_statement(
         self,
         plan_id: UUID,
         projection: str,
         version: int,
         ranks: Ranks,
         valid_at: datetime | None,
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """The snapshot's SELECT and the live events after it (see ``snapshot_tail``).
+    ) -> tuple[str, dict[str, Any]]:
+        """The load statement (``Dialect.load_with_tail``) and its parameters.
 
-        Read together, from one snapshot of the database: without a usable
-        snapshot (missing, stale, of another ``version``) the second statement
-        returns the whole live stream, so a load is one round trip either way.
+        Without a usable snapshot (missing, stale, of another ``version``) it
+        returns the whole live stream, so a load is one statement either way.
         """
         sql = self.sql
         params: dict[str, Any] = {**self.snapshot_key(plan_id, projection), "version": version}
         if valid_at is not None:
             params["valid_at"] = sql.timestamp(check_timestamp(valid_at, "as_of"))
-        return [
-            (sql.load_snapshot, params),
-            (sql.snapshot_tail(ranks, valid_at is not None), params),
-        ]
+        return sql.load_with_tail(ranks, valid_at is not None), params
 
     def tail_program(
         self,
@@ -154,26 +151,28 @@ class SnapshotRules(FeedRules):
         ranks: Ranks,
         valid_at: datetime | None,
     ) -> Program[tuple[Snapshot | None, list[RecordedEvent]]]:
-        """A load's reads as one program: BEGIN (one snapshot), the two SELECTs, COMMIT.
-
-        A pipeline, so PostgreSQL gets it in one round trip; run outside any
-        transaction, on an autocommit connection.
-        """
-        statements = self.tail_statements(plan_id, projection, version, ranks, valid_at)
-        results = yield Pipeline(
-            [
-                Query(self.sql.begin_snapshot_read),
-                *(Query(sql, params, "all") for sql, params in statements),
-                Query("COMMIT"),
-            ]
-        )
-        return self.decode_tail(plan_id, results[1], results[2])
+        """A load's read as one program: one statement, so one snapshot of the
+        database and one round trip. Run outside any transaction, on an
+        autocommit connection."""
+        statement, params = self.tail_statement(plan_id, projection, version, ranks, valid_at)
+        rows = yield Query(statement, params, "all")
+        return self.decode_tail(plan_id, rows)
 
     def decode_tail(
-        self, plan_id: UUID, snapshot_rows: Sequence[Any], tail_rows: Sequence[Any]
+        self, plan_id: UUID, rows: Sequence[Any]
     ) -> tuple[Snapshot | None, list[RecordedEvent]]:
-        snapshot = self.decode_snapshot(snapshot_rows[0]) if snapshot_rows else None
-        return snapshot, list(map(self.sql.decoder(plan_id), tail_rows))
+        """A load's rows as the snapshot row (if any) and the events after it."""
+        if not rows:
+            return None, []
+        snapshot = None
+        first = 0
+        if rows[0][0] == 0:
+            row = rows[0]
+            snapshot = self.decode_snapshot(tuple(row[i] for i in SNAPSHOT_IN_LOAD))
+            first = 1
+        decode = self.sql.decoder(plan_id)
+        end = len(EVENT_COLUMNS) + 1
+        return snapshot, [decode(row[1:end]) for row in islice(rows, first, None)]
 
     def snapshot_params(self, snapshot: Snapshot) -> dict[str, Any]:
         """Parameters of the snapshot upsert (stored fresh)."""

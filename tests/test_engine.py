@@ -258,6 +258,35 @@ def test_snapshot_of_a_plan_written_in_one_append_reads_only_the_later_events(
     assert loaded.hash == fresh_hash(engine_, plan_id)
 
 
+@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
+def test_a_load_is_one_statement_with_or_without_a_snapshot(
+    sync_store: EventStore, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    # One statement sees one snapshot of the database: no BEGIN, no COMMIT, and
+    # on PostgreSQL one round trip (the same SQL; SQLite can show what runs).
+    plan_id, actor = plan
+    engine = ProjectionEngine(sync_store, snapshot_every=None)
+    sync_store.append(plan_id, workflow(actor)[:2])
+    seen: list[str] = []
+    with sync_store.database.connection() as raw:
+        raw.set_trace_callback(seen.append)
+    try:
+        whole = engine.load(PROJECTION, plan_id)
+        assert (whole.from_snapshot, whole.event_count) == (False, 2)
+        assert len(seen) == 1, seen
+        assert seen[0].startswith("SELECT 0 AS part"), seen
+        engine.snapshot(PROJECTION, plan_id)
+        sync_store.append(plan_id, workflow(actor)[2:])
+        seen.clear()
+        loaded = engine.load(PROJECTION, plan_id)
+        assert (loaded.from_snapshot, loaded.tail, loaded.event_count) == (True, 1, 3)
+        assert len(seen) == 1, seen
+        assert loaded.hash == fresh_hash(engine, plan_id)
+    finally:
+        with sync_store.database.connection() as raw:
+            raw.set_trace_callback(None)
+
+
 def test_snapshot_every_n_events_policy(
     store: EventStore, plan: tuple[uuid.UUID, uuid.UUID]
 ) -> None:

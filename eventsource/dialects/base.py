@@ -45,6 +45,12 @@ EVENT_COLUMNS: Final = (
 )
 """The event columns in :class:`RecordedEvent` field order: the one row mapping."""
 
+LOAD_COLUMNS: Final = 16
+"""The width of a :meth:`Dialect.load_with_tail` row."""
+
+SNAPSHOT_IN_LOAD: Final = (2, 3, 11, 4, 5, 12, 7, 8, 13, 1, 14, 9)
+"""Where a load's snapshot row holds the :data:`SNAPSHOT_COLUMNS`, in their order."""
+
 SNAPSHOT_COLUMNS: Final = (
     "plan_id",
     "projection",
@@ -291,20 +297,27 @@ class Dialect:
         )
 
     @cache  # noqa: B019 - one dialect per store, a handful of shapes each
-    def snapshot_tail(self, ranks: Ranks, valid: bool) -> str:
-        """The live events after the plan's usable snapshot, or all of them without one.
+    def load_with_tail(self, ranks: Ranks, valid: bool) -> str:
+        """A load in one statement: the plan's snapshot row, then the live events
+        after its instant, or all of them without a usable snapshot.
 
-        The snapshot's position comes in through scalar subqueries, evaluated once,
-        so the timeline index seeks straight to it (a join would scan the plan).
-        A snapshot that is missing, stale or of another ``version`` gives no
-        position, and then every live event qualifies: one statement serves a load
-        either way, and goes out in the same round trip as the snapshot's SELECT.
+        One statement sees one snapshot of the database on both backends, so a
+        load needs no transaction: on PostgreSQL it is one round trip and, run
+        often, a prepared statement. Rows are :data:`LOAD_COLUMNS` wide: a
+        snapshot row (``part`` 0, at most one, first) carries its columns in the
+        event columns' places (:data:`SNAPSHOT_IN_LOAD`); an event row (``part``
+        1) has the :data:`EVENT_COLUMNS` at 1..10, in stream order. The position
+        comes in through a scalar subquery, evaluated once, so the timeline index
+        seeks straight to it (a join would scan the plan). A snapshot that is
+        missing, stale or of another ``version`` gives no position, and every
+        live event qualifies.
         Parameters: ``plan``, ``projection``, ``version``; ``valid_at`` with ``valid``.
         """
+        plan = self.p("plan")
         usable = (
-            "FROM eventsource_snapshots WHERE plan_id = {plan} AND projection = {projection} "
-            "AND NOT stale AND projection_version = {version}"
-        ).format(plan=self.p("plan"), projection=self.p("projection"), version=self.p("version"))
+            f"FROM eventsource_snapshots WHERE plan_id = {plan} "
+            f"AND projection = {self.p('projection')}"
+        )
         # Strictly after the snapshot's occurred_at, not after its whole position:
         # a usable snapshot has no live event after its position at that same
         # instant. It is saved under the plan's write lock from a whole committed
@@ -316,19 +329,27 @@ class Dialect:
         # it (all of a plan written in one append). Only the host's own SQL
         # could add an event at exactly that instant, as it could any backfill:
         # reconcile finds both.
-        since = f"COALESCE((SELECT position_occurred_at {usable}), {self.min_timestamp})"
+        since = (
+            f"COALESCE((SELECT position_occurred_at {usable} AND NOT stale "
+            f"AND projection_version = {self.p('version')}), {self.min_timestamp})"
+        )
         conditions = [
-            f"course_designer_plan_id = {self.p('plan')}",
+            f"course_designer_plan_id = {plan}",
             "deleted_at IS NULL",
             f"occurred_at > {since}",
         ]
         if valid:
             conditions.append(f"occurred_at <= {self.p('valid_at')}")
+        columns = ", ".join("CAST(stage AS TEXT)" if c == "stage" else c for c in EVENT_COLUMNS)
         return (
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE "
+            "SELECT 0 AS part, position_id, plan_id, projection, state, state_hash, NULL, "
+            "position_occurred_at, position_created_at, updated_at, NULL, projection_version, "
+            f"event_count, position_rank, stale, 0 {usable} "
+            f"UNION ALL SELECT 1, {columns}, NULL, NULL, NULL, NULL, "
+            f"{rank_sql(ranks, literal=self.literal)} FROM {EVENTS} WHERE "
             + " AND ".join(conditions)
-            + " ORDER BY "
-            + order_by(ranks, literal=self.literal)
+            # part; then occurred_at, created_at, the tie rank, id: the stream order.
+            + " ORDER BY 1, 8, 9, 16, 2"
         )
 
     min_timestamp: str = "'0000-01-01T00:00:00.000000Z'"
@@ -363,9 +384,6 @@ class Dialect:
             "after_r": position.rank,
             "after_i": self.uuid(position.id),
         }
-
-    begin_snapshot_read: str = "BEGIN"
-    """Starts a read transaction that sees one snapshot (SQLite's WAL gives one)."""
 
     table_names: str = "SELECT name FROM sqlite_master WHERE type = 'table'"
     """The tables visible to the connection (the schema check)."""
@@ -624,7 +642,9 @@ class Dialect:
 __all__ = [
     "EVENTS",
     "EVENT_COLUMNS",
+    "LOAD_COLUMNS",
     "SNAPSHOT_COLUMNS",
+    "SNAPSHOT_IN_LOAD",
     "Dialect",
     "Ranks",
     "rank_sql",

@@ -54,8 +54,6 @@ class PostgreSQL(Dialect):
         # psycopg reads % in statement text as a placeholder: double it.
         return super().literal(text).replace("%", "%%")
 
-    begin_snapshot_read = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-
     min_timestamp = "'-infinity'::timestamptz"
     min_uuid = "'00000000-0000-0000-0000-000000000000'::uuid"
 
