@@ -23,7 +23,7 @@ import orjson
 
 from .backend import translated, with_retries
 from .database import Raw
-from .dialects import EVENT_COLUMNS, SNAPSHOT_IN_LOAD, Ranks
+from .dialects import Ranks
 from .errors import FoldFailed
 from .events import RecordedEvent, check_timestamp
 from .feed import ChangeFeedStore, FeedRules
@@ -156,23 +156,25 @@ class SnapshotRules(FeedRules):
         autocommit connection."""
         statement, params = self.tail_statement(plan_id, projection, version, ranks, valid_at)
         rows = yield Query(statement, params, "all")
-        return self.decode_tail(plan_id, rows)
+        return self.decode_tail(plan_id, projection, rows)
 
     def decode_tail(
-        self, plan_id: UUID, rows: Sequence[Any]
+        self, plan_id: UUID, projection: str, rows: Sequence[Any]
     ) -> tuple[Snapshot | None, list[RecordedEvent]]:
-        """A load's rows as the snapshot row (if any) and the events after it."""
-        if not rows:
-            return None, []
-        snapshot = None
-        first = 0
-        if rows[0][0] == 0:
-            row = rows[0]
-            snapshot = self.decode_snapshot(tuple(row[i] for i in SNAPSHOT_IN_LOAD))
-            first = 1
+        """A load's rows as the snapshot row (if any) and the events after it
+        (``Dialect.load_with_tail``: the snapshot row is the one with a
+        ``deleted_at``, always first)."""
         decode = self.sql.decoder(plan_id)
-        end = len(EVENT_COLUMNS) + 1
-        return snapshot, [decode(row[1:end]) for row in islice(rows, first, None)]
+        if not rows or rows[0][9] is None:
+            return None, list(map(decode, rows))
+        position_id, plan, digest, state, extras, _, o, c, updated, _ = rows[0]
+        version, count, rank, stale = extras.split(" ")
+        fresh = stale in ("0", "false")
+        position = (o, c, rank or None, position_id)
+        snapshot = self.decode_snapshot(
+            (plan, projection, version, state, digest, count, *position, not fresh, updated)
+        )
+        return snapshot, list(map(decode, islice(rows, 1, None)))
 
     def snapshot_params(self, snapshot: Snapshot) -> dict[str, Any]:
         """Parameters of the snapshot upsert (stored fresh)."""

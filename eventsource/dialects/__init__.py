@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from .base import EVENT_COLUMNS, SNAPSHOT_IN_LOAD, Dialect, Ranks, rank_sql
+from .base import EVENT_COLUMNS, Dialect, Ranks, rank_sql
 from .postgresql import PostgreSQL
 from .sqlite import SQLite
 
@@ -21,7 +21,6 @@ def dialect_for(engine: Engine) -> Dialect:
 
 __all__ = [
     "EVENT_COLUMNS",
-    "SNAPSHOT_IN_LOAD",
     "Dialect",
     "PostgreSQL",
     "Ranks",

@@ -45,11 +45,18 @@ EVENT_COLUMNS: Final = (
 )
 """The event columns in :class:`RecordedEvent` field order: the one row mapping."""
 
-LOAD_COLUMNS: Final = 16
-"""The width of a :meth:`Dialect.load_with_tail` row."""
-
-SNAPSHOT_IN_LOAD: Final = (2, 3, 11, 4, 5, 12, 7, 8, 13, 1, 14, 9)
-"""Where a load's snapshot row holds the :data:`SNAPSHOT_COLUMNS`, in their order."""
+SNAPSHOT_IN_LOAD: Final = {
+    "id": "position_id",
+    "course_designer_plan_id": "plan_id",
+    "event_type": "state_hash",
+    "payload": "state",
+    "stage": "projection_version, event_count, position_rank and stale, as text",
+    "occurred_at": "position_occurred_at",
+    "created_at": "position_created_at",
+    "updated_at": "updated_at",
+    "deleted_at": "updated_at (set: the mark of the snapshot row)",
+}
+"""What a :meth:`Dialect.load_with_tail` snapshot row holds in each event column."""
 
 SNAPSHOT_COLUMNS: Final = (
     "plan_id",
@@ -303,14 +310,14 @@ class Dialect:
 
         One statement sees one snapshot of the database on both backends, so a
         load needs no transaction: on PostgreSQL it is one round trip and, run
-        often, a prepared statement. Rows are :data:`LOAD_COLUMNS` wide: a
-        snapshot row (``part`` 0, at most one, first) carries its columns in the
-        event columns' places (:data:`SNAPSHOT_IN_LOAD`); an event row (``part``
-        1) has the :data:`EVENT_COLUMNS` at 1..10, in stream order. The position
-        comes in through a scalar subquery, evaluated once, so the timeline index
-        seeks straight to it (a join would scan the plan). A snapshot that is
-        missing, stale or of another ``version`` gives no position, and every
-        live event qualifies.
+        often, a prepared statement. Every row has the :data:`EVENT_COLUMNS`, so
+        an event decodes as any other. The snapshot row, if there is one, comes
+        first and is the only row with a ``deleted_at`` (events here are live):
+        it carries the snapshot's columns in the events' places, as
+        :data:`SNAPSHOT_IN_LOAD` lists them. The position comes in through a
+        scalar subquery, evaluated once, so the timeline index seeks straight to
+        it (a join would scan the plan). A snapshot that is missing, stale or of
+        another ``version`` gives no position, and every live event qualifies.
         Parameters: ``plan``, ``projection``, ``version``; ``valid_at`` with ``valid``.
         """
         plan = self.p("plan")
@@ -341,15 +348,27 @@ class Dialect:
         if valid:
             conditions.append(f"occurred_at <= {self.p('valid_at')}")
         columns = ", ".join("CAST(stage AS TEXT)" if c == "stage" else c for c in EVENT_COLUMNS)
+        text = "CAST({} AS TEXT)".format
+        extras = " || ' ' || ".join(
+            (
+                text("projection_version"),
+                text("event_count"),
+                f"COALESCE({text('position_rank')}, '')",
+                text("stale"),
+            )
+        )
         return (
-            "SELECT 0 AS part, position_id, plan_id, projection, state, state_hash, NULL, "
-            "position_occurred_at, position_created_at, updated_at, NULL, projection_version, "
-            f"event_count, position_rank, stale, 0 {usable} "
-            f"UNION ALL SELECT 1, {columns}, NULL, NULL, NULL, NULL, "
-            f"{rank_sql(ranks, literal=self.literal)} FROM {EVENTS} WHERE "
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM ("
+            "SELECT position_id AS id, plan_id AS course_designer_plan_id, "
+            f"state_hash AS event_type, state AS payload, {extras} AS stage, "
+            "NULL AS actor_user_id, position_occurred_at AS occurred_at, "
+            "position_created_at AS created_at, updated_at, updated_at AS deleted_at, "
+            f"0 AS part, 0 AS tie {usable} "
+            f"UNION ALL SELECT {columns}, 1, {rank_sql(ranks, literal=self.literal)} "
+            f"FROM {EVENTS} WHERE "
             + " AND ".join(conditions)
-            # part; then occurred_at, created_at, the tie rank, id: the stream order.
-            + " ORDER BY 1, 8, 9, 16, 2"
+            # The snapshot row first; then the stream order.
+            + ") AS rows ORDER BY part, occurred_at, created_at, tie, id"
         )
 
     min_timestamp: str = "'0000-01-01T00:00:00.000000Z'"
@@ -642,7 +661,6 @@ class Dialect:
 __all__ = [
     "EVENTS",
     "EVENT_COLUMNS",
-    "LOAD_COLUMNS",
     "SNAPSHOT_COLUMNS",
     "SNAPSHOT_IN_LOAD",
     "Dialect",
