@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Generator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -110,16 +111,29 @@ def _cause(failures: list[BaseException]) -> BaseException | None:
 def _run_step(raw: Any, step: Step) -> Any:
     if isinstance(step, Pipeline):
         if isinstance(raw, psycopg.Connection):
-            # No automatic prepared statements inside a pipeline: after a statement
-            # fails there, psycopg can take a skipped PREPARE for done, and every
-            # later use of that statement on the connection then fails.
-            threshold, raw.prepare_threshold = raw.prepare_threshold, None
             try:
                 return _pipelined(raw, step)
-            finally:
-                raw.prepare_threshold = threshold
+            except DRIVER_ERRORS:
+                _forget_prepared(raw)
+                raise
         return [_execute(raw, part) for part in step.steps]
     return _execute(raw, step)
+
+
+def _forget_prepared(raw: psycopg.Connection[Any]) -> None:
+    """After a failed pipeline: roll back, and so forget every prepared statement.
+
+    Pipelines run prepared statements (psycopg prepares a statement at its
+    sixth use on a connection), which halves the server's work per append. But
+    psycopg counts a statement prepared once its PREPARE is queued, and a
+    pipeline that fails skips every statement queued after the failure, PREPAREs
+    included: the next use of such a statement would name one the server never
+    made (SQLSTATE 26000). ``Connection.rollback`` ends the failed transaction
+    and makes psycopg drop its record of prepared statements (DEALLOCATE ALL on
+    the server), so both sides agree again; a ROLLBACK statement would not.
+    """
+    with suppress(*DRIVER_ERRORS):
+        raw.rollback()
 
 
 def _pipelined(raw: psycopg.Connection[Any], step: Pipeline) -> Any:
@@ -200,11 +214,13 @@ async def run_async(program: Program[T], conn: Any) -> T:
 async def _run_step_async(conn: Any, step: Step) -> Any:
     if isinstance(step, Pipeline):
         if isinstance(conn, psycopg.AsyncConnection):
-            threshold, conn.prepare_threshold = conn.prepare_threshold, None  # see _run_step
             try:
                 return await _pipelined_async(conn, step)
-            finally:
-                conn.prepare_threshold = threshold
+            except DRIVER_ERRORS:
+                # See _forget_prepared.
+                with suppress(*DRIVER_ERRORS):
+                    await conn.rollback()
+                raise
         return [await _execute_async(conn, part) for part in step.steps]
     return await _execute_async(conn, step)
 

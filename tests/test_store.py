@@ -30,6 +30,7 @@ from eventsource.errors import (
     IdempotencyConflict,
     InvalidInput,
     UnknownEvent,
+    UnknownReference,
 )
 from eventsource.events import NewEvent, RecordedEvent
 from eventsource.tables import events, retractions
@@ -200,6 +201,31 @@ def test_a_wrong_expected_version_raises_a_conflict_naming_plan_expected_and_act
         assert "at version 2" in message
         assert store.version(plan_id) == 2
     assert [e.event_type for e in store.read(plan_id)] == ["a", "b"]
+
+
+def test_appends_and_failed_appends_interleaved_past_the_prepare_threshold(
+    store: EventStore, plan: Plan
+) -> None:
+    # On PostgreSQL an append is one pipeline of prepared statements. A failed
+    # append (a conflict, an unknown actor) aborts it, so the statements queued
+    # after the failure are skipped, their PREPAREs too: every later append on
+    # that connection must still find each statement it uses (SQLSTATE 26000 if
+    # not). psycopg prepares a statement at its sixth use on a connection; these
+    # counts put a failure at every step of that count, twice.
+    plan_id, _ = plan
+    version = 0
+    for successes in (5, 0, 1, 2, 3, 4, 5, 6, 7) * 2:
+        for _ in range(successes):
+            store.append(plan_id, [new("a")], expected_version=version)
+            version += 1
+        with pytest.raises(ConcurrencyConflict):
+            store.append(plan_id, [new("lost")], expected_version=version - 1)
+        stranger = NewEvent("lost", {}, actor_user_id=uuid4())
+        with pytest.raises(UnknownReference):
+            store.append(plan_id, [stranger], expected_version=version)
+    store.append(plan_id, [new("b"), new("c")], expected_version=version)
+    assert store.version(plan_id) == version + 2
+    assert {e.event_type for e in store.read(plan_id)} == {"a", "b", "c"}
 
 
 def test_stream_exists_refuses_an_empty_plan(store: EventStore, plan: Plan) -> None:
