@@ -255,6 +255,18 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
         """Insert or replace the plan's snapshot, fresh, in ``raw``'s transaction."""
         raw.execute(self.sql.save_snapshot, self.snapshot_params(snapshot))
 
+    def save_snapshots(self, raw: Raw, snapshots: Sequence[Snapshot]) -> None:
+        """:meth:`save_snapshot` of many plans, in one ``executemany`` (one round
+        trip on PostgreSQL, where psycopg pipelines it)."""
+        if snapshots:
+            cursor = raw.cursor()
+            try:
+                cursor.executemany(
+                    self.sql.save_snapshot, list(map(self.snapshot_params, snapshots))
+                )
+            finally:
+                cursor.close()
+
     def snapshot_row(self, plan_id: UUID, projection: str) -> Snapshot | None:
         """:meth:`load_snapshot` on its own (for tools and tests)."""
         self.check_schema()
@@ -279,12 +291,17 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
             rows = raw.execute(self.sql.progress_finished, {"run": run}).fetchall()
         return {self.sql.decode_uuid(plan) for (plan,) in rows}
 
-    def mark_finished(self, raw: Raw, run: str, plan_id: UUID, now: datetime) -> None:
-        """Record, with the plan's snapshot, that the run has finished it."""
-        raw.execute(
-            self.sql.progress_done,
-            {"run": run, "plan": self.sql.uuid(plan_id), "now": self.sql.timestamp(now)},
-        )
+    def mark_finished(self, raw: Raw, run: str, plan_ids: Sequence[UUID], now: datetime) -> None:
+        """Record, with the plans' snapshots, that the run has finished them."""
+        sql, stamp = self.sql, self.sql.timestamp(now)
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(
+                sql.progress_done,
+                [{"run": run, "plan": sql.uuid(plan), "now": stamp} for plan in plan_ids],
+            )
+        finally:
+            cursor.close()
 
     def forget_run(self, run: str) -> None:
         """Drop a run's checkpoints (it finished, or restarts)."""

@@ -594,6 +594,11 @@ class StreamStore(StreamRules):
         """:meth:`lock_plan` on a driver connection in a write transaction."""
         return self.sql.lock(raw, plan_id, missing_ok=missing_ok)
 
+    def lock_all_in(self, raw: Raw, plan_ids: Sequence[UUID]) -> datetime:
+        """Lock every listed plan that has a row, in id order, in one statement (a
+        batch of replay); the transaction's time."""
+        return self.sql.lock_all(raw, plan_ids)
+
     def lock_plan(
         self, connection: Connection, plan_id: UUID, *, missing_ok: bool = False
     ) -> datetime:

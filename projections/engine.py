@@ -619,13 +619,20 @@ class ProjectionEngine:
         retried = {e.plan_id for e in entries} - held
 
         def rebuild(batch: list[UUID]) -> None:
+            # One statement locks the batch's plans; each plan's stream is read
+            # and folded; the snapshots and checkpoints go out together at the
+            # end (one executemany each), in the same transaction.
             with self.store.driver_transaction(write=True) as raw:
+                now = self.store.lock_all_in(raw, batch)
+                fresh = []
                 for plan in batch:
-                    now = self.store.lock_in(raw, plan, missing_ok=True)
-                    self.refresh_in(raw, projection, plan, from_scratch=True)
+                    fresh.append(
+                        snapshot_of(projection, self._fold_stream(projection, plan, raw=raw))
+                    )
                     if plan in retried:
                         self.store.release_in(raw, plan, projection.name)
-                    self.store.mark_finished(raw, name, plan, now)
+                self.store.save_snapshots(raw, fresh)
+                self.store.mark_finished(raw, name, batch, now)
 
         def set_aside(failure: FoldFailed) -> None:
             # The batch rolled back; the failing plan is recorded (and counts as
@@ -633,7 +640,7 @@ class ProjectionEngine:
             with self.store.driver_transaction(write=True) as raw:
                 now = self.store.lock_in(raw, failure.plan_id, missing_ok=True)
                 self.store.quarantine_in(raw, failure, now)
-                self.store.mark_finished(raw, name, failure.plan_id, now)
+                self.store.mark_finished(raw, name, [failure.plan_id], now)
 
         def rebuild_around_failures(batch: list[UUID]) -> None:
             while batch:

@@ -18,7 +18,7 @@ page would re-scan every tied row on each page: quadratic in a one-append plan).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Final
@@ -195,6 +195,20 @@ class Dialect:
         return self.lock_time(row).astimezone(UTC)
 
     clock_sql: str = "SELECT now()"
+
+    lock_all_sql: str | None = None
+    """Locks every listed plan (``plans``) that has a row, in id order (None: BEGIN did)."""
+
+    def lock_all(self, raw: Any, plan_ids: Sequence[UUID]) -> datetime:
+        """Lock every plan of ``plan_ids`` that has a row, in one statement, in id
+        order (so two such batches cannot deadlock); the transaction's time (UTC).
+        A plan without a row has no writers to wait for (``missing_ok``)."""
+        if self.lock_all_sql is None:
+            return self.lock_time(None).astimezone(UTC)
+        row = raw.execute(self.lock_all_sql, {"plans": list(plan_ids)}).fetchone()
+        if row is None:
+            row = raw.execute(self.clock_sql).fetchone()
+        return self.lock_time(row).astimezone(UTC)
 
     def lock(self, raw: Any, plan_id: UUID, *, missing_ok: bool = False) -> datetime:
         """:meth:`lock_program` on a blocking driver connection."""

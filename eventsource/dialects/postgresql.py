@@ -163,6 +163,10 @@ class PostgreSQL(Dialect):
     No row comes back when the plan has no row (nothing is locked then).
     """
 
+    lock_all_sql = (
+        "SELECT now() FROM course_designer_plans WHERE id = ANY(%(plans)s) ORDER BY id FOR UPDATE"
+    )
+
     insert = (
         f"INSERT INTO {EVENTS} (id, course_designer_plan_id, actor_user_id, event_type, stage, "
         "payload, occurred_at) "
