@@ -345,3 +345,36 @@ def test_appends_after_refused_version_checks_reuse_the_connection_cleanly(
                 store.append(plan_id, [NewEvent("library_note", {})], expected_version=10_000)
         store.append(plan_id, [NewEvent("library_note", {})])
     assert store.version(plan_id) == 10
+
+
+def test_replay_waits_for_the_hosts_lock_on_any_plan_of_its_batch(
+    pg: tuple[str, EventStore],
+) -> None:
+    """Replay locks a whole batch of plans in one statement: a plan the host holds
+    keeps the batch (and so its snapshots and checkpoints) waiting, and the
+    rebuild then sees the host's event."""
+    url, store = pg
+    plans = [make_plan(store.engine)[0] for _ in range(4)]
+    for plan_id in plans:
+        store.append(plan_id, [NewEvent("library_note", {})])
+    engine = ProjectionEngine(store, snapshot_every=None)
+    held = plans[2]
+    finished = threading.Event()
+    with psycopg.connect(libpq_url(url)) as host:
+        host.execute("SELECT 1 FROM course_designer_plans WHERE id = %s FOR UPDATE", (held,))
+        host.execute(
+            "INSERT INTO course_designer_plan_events (course_designer_plan_id, event_type) "
+            "VALUES (%s, 'host_note')",
+            (held,),
+        )
+        worker = threading.Thread(
+            target=lambda: (engine.replay(COURSE, plans), finished.set()), daemon=True
+        )
+        worker.start()
+        assert not finished.wait(0.5), "replay went past a plan the host holds"
+        assert store.snapshot_row(held, COURSE.name) is None
+    worker.join(timeout=30)
+    assert finished.is_set()
+    snapshot = store.snapshot_row(held, COURSE.name)
+    assert snapshot is not None
+    assert snapshot.event_count == 2
