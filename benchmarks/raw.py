@@ -29,7 +29,8 @@ from uuid import UUID
 import orjson
 import psycopg
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
-from uuid6 import uuid7
+
+from eventsource.ids import uuid7
 
 from .library import NewEvent, RecordedEvent
 

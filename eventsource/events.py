@@ -608,7 +608,13 @@ def is_blank(text: str) -> bool:
     return all(c.isspace() or unicodedata.category(c) == "Cf" for c in text)
 
 
+_VALID_TYPES: Final[dict[str, None]] = {}
+"""Event types already found valid: a batch repeats a handful of types."""
+
+
 def validate_event_type(event_type: Any) -> str:
+    if type(event_type) is str and event_type in _VALID_TYPES:
+        return event_type
     if not isinstance(event_type, str):
         raise InvalidInput("event_type must be a string", field="event_type")
     if is_blank(event_type):
@@ -628,6 +634,10 @@ def validate_event_type(event_type: Any) -> str:
         raise InvalidInput(
             "event_type contains a lone surrogate, which is not valid UTF-8", field="event_type"
         )
+    if type(event_type) is str:
+        if len(_VALID_TYPES) >= 1024:
+            _VALID_TYPES.clear()
+        _VALID_TYPES[event_type] = None
     return event_type
 
 

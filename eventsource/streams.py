@@ -32,7 +32,6 @@ from typing import Any, Final
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine, inspect
-from uuid6 import uuid7
 
 from .backend import translate, translated, with_retries
 from .config import make_engine
@@ -56,6 +55,7 @@ from .events import (
     differing_fields,
 )
 from .hooks import WriteHook, WriteNotice
+from .ids import uuid7
 from .payload_models import PayloadModels, installed
 from .positions import StreamPosition, TimelineCursor, TimelinePage
 from .program import DRIVER_ERRORS, Many, Program, Query, run

@@ -367,9 +367,12 @@ def test_replay_waits_for_the_hosts_lock_on_any_plan_of_its_batch(
             "VALUES (%s, 'host_note')",
             (held,),
         )
-        worker = threading.Thread(
-            target=lambda: (engine.replay(COURSE, plans), finished.set()), daemon=True
-        )
+
+        def replay() -> None:
+            engine.replay(COURSE, plans)
+            finished.set()
+
+        worker = threading.Thread(target=replay, daemon=True)
         worker.start()
         assert not finished.wait(0.5), "replay went past a plan the host holds"
         assert store.snapshot_row(held, COURSE.name) is None
