@@ -155,7 +155,7 @@ class SnapshotRules(FeedRules):
         database and one round trip. Run outside any transaction, on an
         autocommit connection."""
         statement, params = self.tail_statement(plan_id, projection, version, ranks, valid_at)
-        rows = yield Query(statement, params, "all")
+        rows = yield Query(statement, params, "all", binary=True)
         return self.decode_tail(plan_id, projection, rows)
 
     def decode_tail(
