@@ -45,6 +45,12 @@ EVENT_COLUMNS: Final = (
 )
 """The event columns in :class:`RecordedEvent` field order: the one row mapping."""
 
+EVENT_SELECT: Final = ", ".join(
+    "CAST(stage AS TEXT) AS stage" if column == "stage" else column for column in EVENT_COLUMNS
+)
+"""The SELECT list of an event row: :data:`EVENT_COLUMNS`, the stage as text (on
+PostgreSQL an enum, which psycopg would load as bytes from a binary row)."""
+
 SNAPSHOT_IN_LOAD: Final = {
     "id": "position_id",
     "course_designer_plan_id": "plan_id",
@@ -287,7 +293,7 @@ class Dialect:
         if after:
             conditions.append(self.after_position(rank_sql(ranks, literal=self.literal)))
         return (
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE "
+            f"SELECT {EVENT_SELECT} FROM {EVENTS} WHERE "
             + " AND ".join(conditions)
             + " ORDER BY "
             + order_by(ranks, literal=self.literal)
@@ -361,7 +367,6 @@ class Dialect:
         ]
         if valid:
             conditions.append(f"occurred_at <= {self.p('valid_at')}")
-        columns = ", ".join("CAST(stage AS TEXT)" if c == "stage" else c for c in EVENT_COLUMNS)
         text = "CAST({} AS TEXT)".format
         extras = " || ' ' || ".join(
             (
@@ -378,7 +383,7 @@ class Dialect:
             "NULL AS actor_user_id, position_occurred_at AS occurred_at, "
             "position_created_at AS created_at, updated_at, updated_at AS deleted_at, "
             f"0 AS part, 0 AS tie {usable} "
-            f"UNION ALL SELECT {columns}, 1, {rank_sql(ranks, literal=self.literal)} "
+            f"UNION ALL SELECT {EVENT_SELECT}, 1, {rank_sql(ranks, literal=self.literal)} "
             f"FROM {EVENTS} WHERE "
             + " AND ".join(conditions)
             # The snapshot row first; then the stream order.
@@ -436,7 +441,7 @@ class Dialect:
                 f"({self.p('before_o')}, {self.p('before_c')}, {self.p('before_i')})"
             )
         return (
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE "
+            f"SELECT {EVENT_SELECT} FROM {EVENTS} WHERE "
             + " AND ".join(conditions)
             + f" ORDER BY occurred_at DESC, created_at DESC, id DESC LIMIT {self.p('limit')}"
         )
@@ -445,7 +450,7 @@ class Dialect:
     def export(self) -> str:
         """Every row of a plan, deleted ones too, in stream order (no tie rank)."""
         return (
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} "
+            f"SELECT {EVENT_SELECT} FROM {EVENTS} "
             f"WHERE course_designer_plan_id = {self.p('plan')} "
             "ORDER BY occurred_at, created_at, id"
         )
@@ -453,19 +458,19 @@ class Dialect:
     @property
     def audit(self) -> str:
         return (
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} "
+            f"SELECT {EVENT_SELECT} FROM {EVENTS} "
             f"WHERE course_designer_plan_id = {self.p('plan')} "
             "ORDER BY created_at, occurred_at, id"
         )
 
     @property
     def get(self) -> str:
-        return f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE id = {self.p('id')}"
+        return f"SELECT {EVENT_SELECT} FROM {EVENTS} WHERE id = {self.p('id')}"
 
     def by_ids(self, count: int) -> str:
         """The stored rows among ``count`` given ids (``id0`` ... ``idN``)."""
         ids = ", ".join(self.p(f"id{index}") for index in range(count))
-        return f"SELECT {', '.join(EVENT_COLUMNS)} FROM {EVENTS} WHERE id IN ({ids})"
+        return f"SELECT {EVENT_SELECT} FROM {EVENTS} WHERE id IN ({ids})"
 
     def ids_params(self, ids: Iterable[UUID]) -> dict[str, Any]:
         return {f"id{index}": self.uuid(ident) for index, ident in enumerate(ids)}

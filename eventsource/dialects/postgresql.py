@@ -106,8 +106,9 @@ class PostgreSQL(Dialect):
     def fetch(self, raw: Any, sql: str, params: Mapping[str, Any], size: int) -> Iterable[Any]:
         # One statement streamed in chunks (libpq's chunked rows mode): no cursor
         # to declare, no re-query per page, memory bounded by ``size``.
+        # Binary rows: every event SELECT loads its stage as text (EVENT_SELECT).
         with raw.cursor() as cursor:
-            yield from cursor.stream(sql, params, size=size)
+            yield from cursor.stream(sql, params, size=size, binary=True)
 
     def lock_table(self, raw: Any) -> datetime:
         # LOCK ... IN SHARE ROW EXCLUSIVE MODE needs table-level UPDATE, DELETE or
