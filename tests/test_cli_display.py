@@ -79,16 +79,23 @@ def loaded(tmp_path: Path) -> str:
     return url
 
 
+PLANS = 3000
+
+
 def test_generate_shows_each_phase_with_a_total_and_ends_with_a_summary(tmp_path: Path) -> None:
+    # Enough plans that each phase outlasts a few refreshes: the ETA shows only
+    # once a rate is known (on a fast machine 300 plans took 0.1 s, one frame).
     out = tmp_path / "gen.jsonl"
-    code, text = run_in_terminal("generate", "--plans", "300", "-o", str(out))
+    code, text = run_in_terminal("generate", "--plans", str(PLANS), "-o", str(out))
     assert code == 0, text
     lines = screen_lines(text)
-    assert any("simulating" in line and "300/300 plans" in line for line in lines), lines
+    assert any("simulating" in line and f"{PLANS:,}/{PLANS:,} plans" in line for line in lines), (
+        lines
+    )
     rows = len(out.read_text().splitlines())
     assert any("writing" in line and f"{rows:,}/{rows:,} events" in line for line in lines)
     assert any(re.search(r"\bdone\b", line) for line in lines)
-    assert any(line.startswith(f"wrote {rows} events of 300 plans to {out}") for line in lines)
+    assert any(line.startswith(f"wrote {rows} events of {PLANS} plans to {out}") for line in lines)
     plain = ANSI.sub("", text)
     assert "eta " in plain, "a bar with a total shows its ETA while it runs"
 
