@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine, inspect
@@ -95,9 +95,10 @@ class AppendResult:
     """The plan's version after the append (its stored rows, deleted ones included)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedEvent:
-    """One validated event of an append, before the transaction stamps it."""
+class PreparedEvent(NamedTuple):
+    """One validated event of an append, before the transaction stamps it (a named
+    tuple, as ``RecordedEvent``: built per event, in a third of a frozen
+    dataclass's time)."""
 
     id: UUID
     event_type: str
@@ -142,9 +143,8 @@ def prepare(
         InvalidInput: naming the event and the field.
         InvalidEventPayload: a projection's payload model refuses the payload.
     """
-    where = f"event {index}"
     if not isinstance(event, NewEvent):
-        raise InvalidInput(f"{where} is a {type(event).__name__}, not a NewEvent")
+        raise InvalidInput(f"event {index} is a {type(event).__name__}, not a NewEvent")
     try:
         _, payload, payload_json, stage = check_content(
             event.event_type,
@@ -162,7 +162,7 @@ def prepare(
         event_id = uuid7() if event.id is None else as_uuid(event.id, "id")
     except InvalidInput as exc:
         kind = InvalidEventPayload if isinstance(exc, InvalidEventPayload) else InvalidInput
-        raise kind(f"{where}: {exc}", field=exc.field) from None
+        raise kind(f"event {index}: {exc}", field=exc.field) from None
     return PreparedEvent(
         event_id, event.event_type, payload, payload_json, stage, actor, occurred_at
     )
