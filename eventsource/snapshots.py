@@ -12,7 +12,7 @@ snapshots, so an interrupted run resumes exactly where it stopped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -28,8 +28,8 @@ from .errors import FoldFailed
 from .events import RecordedEvent, check_timestamp
 from .feed import ChangeFeedStore, FeedRules
 from .positions import StreamPosition
-from .program import Program, Query, run
-from .streams import Bookkeeping
+from .program import Program, Query
+from .streams import DEFAULT_PAGE_SIZE, Bookkeeping
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +167,18 @@ class SnapshotRules(FeedRules):
         decode = self.sql.decoder(plan_id)
         if not rows or rows[0][9] is None:
             return None, list(map(decode, rows))
-        position_id, plan, digest, state, extras, _, o, c, updated, _ = rows[0]
+        snapshot = self.decode_load_snapshot(projection, rows[0])
+        return snapshot, list(map(decode, islice(rows, 1, None)))
+
+    def decode_load_snapshot(self, projection: str, row: Any) -> Snapshot:
+        """The snapshot row of a load (``Dialect.load_with_tail``, SNAPSHOT_IN_LOAD)."""
+        position_id, plan, digest, state, extras, _, o, c, updated, _ = row
         version, count, rank, stale = extras.split(" ")
         fresh = stale in ("0", "false")
         position = (o, c, rank or None, position_id)
-        snapshot = self.decode_snapshot(
+        return self.decode_snapshot(
             (plan, projection, version, state, digest, count, *position, not fresh, updated)
         )
-        return snapshot, list(map(decode, islice(rows, 1, None)))
 
     def snapshot_params(self, snapshot: Snapshot) -> dict[str, Any]:
         """Parameters of the snapshot upsert (stored fresh)."""
@@ -237,19 +241,43 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
         ranks: Ranks,
         *,
         valid_at: datetime | None = None,
-    ) -> tuple[Snapshot | None, list[RecordedEvent]]:
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> tuple[Snapshot | None, Iterator[RecordedEvent]]:
         """The plan's snapshot and the live events after it, or all of them without one.
 
-        Both come from one snapshot of the database, in one round trip on
-        PostgreSQL. Without a usable snapshot (missing, stale, of another
-        ``version``) the events are the whole live stream, fetched at once: with
-        snapshots taken every few hundred events that stays short; a plan with no
-        snapshot policy is better read with ``read`` (streamed).
+        Both come from one statement, so from one snapshot of the database, in one
+        round trip on PostgreSQL. Without a usable snapshot (missing, stale, of
+        another ``version``) the events are the whole live stream. They are
+        decoded ``page_size`` rows at a time as the caller iterates, so a long
+        plan costs no more per event than a short one: iterate them to the end
+        or ``close()`` the iterator, which gives the connection back.
         """
-        program = self.tail_program(plan_id, projection, version, ranks, valid_at)
+        statement, params = self.tail_statement(plan_id, projection, version, ranks, valid_at)
         self.check_schema()
+        rows = self._load_rows(statement, params, page_size)
+        first = next(rows, None)
+        snapshot = None
+        if first is not None and first[9] is not None:  # the snapshot row (see decode_tail)
+            snapshot = self.decode_load_snapshot(projection, first)
+            first = None
+        return snapshot, self._load_events(plan_id, first, rows)
+
+    def _load_rows(
+        self, statement: str, params: dict[str, Any], page_size: int
+    ) -> Generator[Any, None, None]:
         with translated(), self.database.connection() as raw:
-            return run(program, raw)
+            yield from self.sql.fetch_prepared(raw, statement, params, page_size)
+
+    def _load_events(
+        self, plan_id: UUID, first: Any, rows: Generator[Any, None, None]
+    ) -> Iterator[RecordedEvent]:
+        decode = self.sql.decoder(plan_id)
+        try:
+            if first is not None:
+                yield decode(first)
+            yield from map(decode, rows)
+        finally:
+            rows.close()
 
     def save_snapshot(self, raw: Raw, snapshot: Snapshot) -> None:
         """Insert or replace the plan's snapshot, fresh, in ``raw``'s transaction."""

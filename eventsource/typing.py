@@ -123,7 +123,9 @@ class SnapshotTier(Protocol):
         ranks: tuple[tuple[str, int], ...],
         *,
         valid_at: datetime | None = None,
-    ) -> tuple[Snapshot | None, list[RecordedEvent]]: ...
+    ) -> tuple[Snapshot | None, Iterator[RecordedEvent]]:
+        """The snapshot, then its tail as a stream: consume it or ``close()`` it."""
+        ...
 
     def save_snapshot(self, raw: Raw, snapshot: Snapshot) -> None: ...
 

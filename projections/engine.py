@@ -443,10 +443,13 @@ class ProjectionEngine:
             snapshot, tail = self.store.load_with_tail(
                 plan_id, projection.name, projection.version, ranks, valid_at=as_of
             )
-            if snapshot_usable(snapshot, projection, as_of):
-                loaded = self._fold_stream(projection, plan_id, start=snapshot, tail=tail)
-            elif tail_is_whole_stream(snapshot, projection):
-                loaded = self._fold_stream(projection, plan_id, tail=tail)
+            try:
+                if snapshot_usable(snapshot, projection, as_of):
+                    loaded = self._fold_stream(projection, plan_id, start=snapshot, tail=tail)
+                elif tail_is_whole_stream(snapshot, projection):
+                    loaded = self._fold_stream(projection, plan_id, tail=tail)
+            finally:
+                close_stream(tail)  # unread when neither: the stream is read anew
         if loaded is None:
             loaded = self._fold_stream(projection, plan_id, valid_at=as_of, known_at=known_at)
         if (

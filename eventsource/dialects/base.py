@@ -235,6 +235,13 @@ class Dialect:
         finally:
             cursor.close()
 
+    def fetch_prepared(
+        self, raw: Any, sql: str, params: Mapping[str, Any], size: int
+    ) -> Iterable[Any]:
+        """:meth:`fetch` of a statement run often (a load): one the server may
+        prepare, its rows turned into Python ``size`` at a time."""
+        return self.fetch(raw, sql, params, size)
+
     def lock_table(self, raw: Any) -> datetime:
         """Hold off every other writer of the event table (bulk import); its time."""
         raise NotImplementedError

@@ -110,6 +110,20 @@ class PostgreSQL(Dialect):
         with raw.cursor() as cursor:
             yield from cursor.stream(sql, params, size=size, binary=True)
 
+    def fetch_prepared(
+        self, raw: Any, sql: str, params: Mapping[str, Any], size: int
+    ) -> Iterable[Any]:
+        # A plain execute, which psycopg prepares once it has run a few times (a
+        # streamed one never is): libpq holds the result, Python rows are made a
+        # page at a time. Binary rows, as fetch.
+        cursor = raw.cursor()
+        try:
+            cursor.execute(sql, params, binary=True)
+            while rows := cursor.fetchmany(size):
+                yield from rows
+        finally:
+            cursor.close()
+
     def lock_table(self, raw: Any) -> datetime:
         # LOCK ... IN SHARE ROW EXCLUSIVE MODE needs table-level UPDATE, DELETE or
         # TRUNCATE, which a role that may only import must not have (it could then
