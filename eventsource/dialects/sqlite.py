@@ -62,36 +62,35 @@ class SQLite(Dialect):
     def decoder(self, plan_id: UUID | None = None) -> Callable[[Any], RecordedEvent]:
         uuids: dict[str, UUID] = {} if plan_id is None else {str(plan_id): plan_id}
         stamps: dict[str, datetime] = {}
+        known_uuid, known_stamp = uuids.get, stamps.get
 
         def uuid(text: str) -> UUID:
-            found = uuids.get(text)
-            if found is None:
-                found = uuids[text] = fast_uuid(text)
+            found = uuids[text] = fast_uuid(text)
             return found
 
         def stamp(text: str) -> datetime:
-            found = stamps.get(text)
-            if found is None:
-                if len(stamps) > 4096:
-                    stamps.clear()
-                found = stamps[text] = _from_iso(text)
+            if len(stamps) > 4096:
+                stamps.clear()
+            found = stamps[text] = _from_iso(text)
             return found
 
+        # The cache hits inline (no call): a stream repeats its plan, its actors
+        # and the timestamps each append shares.
         def decode(row: Any) -> RecordedEvent:
             ident, plan, kind, payload, stage, actor, occurred, created, updated, deleted = row
             return _new_event(
                 RecordedEvent,
                 (
                     fast_uuid(ident),
-                    uuid(plan),
+                    known_uuid(plan) or uuid(plan),
                     kind,
                     _loads(payload),
                     stage,
-                    None if actor is None else uuid(actor),
-                    stamp(occurred),
-                    stamp(created),
-                    stamp(updated),
-                    None if deleted is None else stamp(deleted),
+                    None if actor is None else known_uuid(actor) or uuid(actor),
+                    known_stamp(occurred) or stamp(occurred),
+                    known_stamp(created) or stamp(created),
+                    known_stamp(updated) or stamp(updated),
+                    None if deleted is None else known_stamp(deleted) or stamp(deleted),
                 ),
             )
 
