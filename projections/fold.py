@@ -167,7 +167,10 @@ def fold(
             else:
                 # The common case inline (the envelope is the row's first eight
                 # fields, the payload a read-only view): no call, no copy.
-                event = new(Event, (*recorded[:3], frozen(recorded[3]), *recorded[4:8]))
+                ident, plan, _, payload, stage, actor, occurred, created, _, _ = recorded
+                event = new(
+                    Event, (ident, plan, kind, frozen(payload), stage, actor, occurred, created)
+                )
             state = evolve(state, event)
         except Exception as exc:  # the reducer's: any error at all is one event's
             raise fold_failed(projection, recorded, exc) from exc
