@@ -288,6 +288,33 @@ def test_a_load_is_one_statement_with_or_without_a_snapshot(
             raw.set_trace_callback(None)
 
 
+def test_long_loads_with_and_without_a_snapshot_equal_a_fold_from_scratch(
+    store: EventStore, engine_: ProjectionEngine, plan: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    # Past SHORT_LOAD rows PostgreSQL's load streams instead of reading the result
+    # at once: the snapshot row and every event must come through either way.
+    plan_id, actor = plan
+    store.append(plan_id, workflow(actor)[:2])
+
+    def renames(count: int, start: int) -> list[NewEvent]:
+        return [
+            NewEvent("schedule_updated", {**SCHEDULE, "name": f"n{start + i}"}, actor_user_id=actor)
+            for i in range(count)
+        ]
+
+    store.append(plan_id, renames(700, 0))
+    whole = engine_.load(PROJECTION, plan_id)
+    assert (whole.from_snapshot, whole.event_count) == (False, 702)
+    assert whole.json["name"] == "n699"
+    assert whole.hash == fresh_hash(engine_, plan_id)
+    engine_.snapshot(PROJECTION, plan_id)
+    store.append(plan_id, renames(600, 700))
+    loaded = engine_.load(PROJECTION, plan_id)
+    assert (loaded.from_snapshot, loaded.tail, loaded.event_count) == (True, 600, 1302)
+    assert loaded.json["name"] == "n1299"
+    assert loaded.hash == fresh_hash(engine_, plan_id)
+
+
 def test_snapshot_every_n_events_policy(
     store: EventStore, plan: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
