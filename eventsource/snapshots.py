@@ -16,7 +16,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import orjson
@@ -260,7 +260,9 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
         if first is not None and first[9] is not None:  # the snapshot row (see decode_tail)
             snapshot = self.decode_load_snapshot(projection, first)
             first = None
-        return snapshot, self._load_events(plan_id, first, rows)
+        events = self._load_events(plan_id, first, rows)
+        next(events)  # into its try: a close() before the first event still closes rows
+        return snapshot, cast(Iterator[RecordedEvent], events)
 
     def _load_rows(
         self, statement: str, params: dict[str, Any], page_size: int
@@ -270,9 +272,10 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
 
     def _load_events(
         self, plan_id: UUID, first: Any, rows: Generator[Any, None, None]
-    ) -> Iterator[RecordedEvent]:
+    ) -> Iterator[RecordedEvent | None]:
         decode = self.sql.decoder(plan_id)
         try:
+            yield None  # primed by load_with_tail, never seen by the caller
             if first is not None:
                 yield decode(first)
             yield from map(decode, rows)

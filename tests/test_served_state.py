@@ -77,3 +77,28 @@ def test_reconcile_reports_the_forged_snapshot_and_a_worker_rebuilds_it(
     assert repaired.state["name"] == "Real name"
     assert state_hash(canonical_json(repaired.state)) == repaired.state_hash
     assert reconcile(store, [COURSE]) == []
+
+
+@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
+def test_a_load_that_refolds_gives_its_connection_back_first(
+    engine: Engine, sync_store: EventStore
+) -> None:
+    # The load's own stream, left unread when its snapshot is refused, is closed
+    # before the refold reads again: the refold runs on the same connection
+    # (SQLite's trace on it sees both statements), not on a second one.
+    plan = planned(engine, sync_store)
+    row = sync_store.snapshot_row(plan, COURSE.name)
+    assert row is not None
+    forge(sync_store, plan, {**row.state, "name": "Forged"})
+    seen: list[str] = []
+    with sync_store.database.connection() as raw:
+        raw.set_trace_callback(seen.append)
+    try:
+        served = ProjectionEngine(sync_store, snapshot_every=None).load(COURSE, plan)
+    finally:
+        with sync_store.database.connection() as raw:
+            raw.set_trace_callback(None)
+    assert not served.from_snapshot
+    assert served.json["name"] == "Real name"
+    reads = [sql for sql in seen if "FROM course_designer_plan_events" in sql]
+    assert len(reads) == 2, seen
