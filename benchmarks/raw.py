@@ -102,7 +102,7 @@ TAIL_SELECT: Final = (
     "AND occurred_at > {p} ORDER BY occurred_at, created_at, id"
 )
 """The events after a snapshot's position, for a projection without tie ranks: those
-after its instant, as the library reads them (``Dialect.snapshot_tail`` says why)."""
+after its instant, as the library reads them (``Dialect.load_with_tail`` says why)."""
 
 INSERT: Final = (
     "INSERT INTO course_designer_plan_events (id, course_designer_plan_id, actor_user_id, "

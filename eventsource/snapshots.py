@@ -165,13 +165,19 @@ class SnapshotRules(FeedRules):
         (``Dialect.load_with_tail``: the snapshot row is the one with a
         ``deleted_at``, always first)."""
         decode = self.sql.decoder(plan_id)
-        if not rows or rows[0][9] is None:
+        if not rows or not self.is_load_snapshot(rows[0]):
             return None, list(map(decode, rows))
         snapshot = self.decode_load_snapshot(projection, rows[0])
         return snapshot, list(map(decode, islice(rows, 1, None)))
 
+    @staticmethod
+    def is_load_snapshot(row: Any) -> bool:
+        """Whether a load's row is its snapshot row: the one with a ``deleted_at``."""
+        return row[9] is not None
+
     def decode_load_snapshot(self, projection: str, row: Any) -> Snapshot:
-        """The snapshot row of a load (``Dialect.load_with_tail``, SNAPSHOT_IN_LOAD)."""
+        """The snapshot row of a load (``Dialect.load_with_tail`` says which column
+        holds what)."""
         position_id, plan, digest, state, extras, _, o, c, updated, _ = row
         version, count, rank, stale = extras.split(" ")
         fresh = stale in ("0", "false")
@@ -257,7 +263,7 @@ class SnapshotStore(SnapshotRules, ChangeFeedStore):
         rows = self._load_rows(statement, params, page_size)
         first = next(rows, None)
         snapshot = None
-        if first is not None and first[9] is not None:  # the snapshot row (see decode_tail)
+        if first is not None and self.is_load_snapshot(first):
             snapshot = self.decode_load_snapshot(projection, first)
             first = None
         events = self._load_events(plan_id, first, rows)

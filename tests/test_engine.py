@@ -86,6 +86,13 @@ def workflow(actor: uuid.UUID) -> list[NewEvent]:
     ]
 
 
+def renamed(actor: uuid.UUID, name: str, occurred_at: datetime | None = None) -> NewEvent:
+    """A schedule saved again under another name (the plan's name follows it)."""
+    return NewEvent(
+        "schedule_updated", {**SCHEDULE, "name": name}, actor_user_id=actor, occurred_at=occurred_at
+    )
+
+
 def fresh_hash(engine: ProjectionEngine, plan_id: uuid.UUID) -> str:
     return engine.fold_from_scratch(PROJECTION, plan_id).hash
 
@@ -169,17 +176,7 @@ def test_write_at_or_before_snapshot_position_makes_it_unusable(
     before = _snapshot_row(store, plan_id)
     assert not before.stale
     if change == "backfill":
-        store.append(
-            plan_id,
-            [
-                NewEvent(
-                    "schedule_updated",
-                    {**SCHEDULE, "name": "Backfilled"},
-                    actor_user_id=actor,
-                    occurred_at=T0 + timedelta(minutes=90),
-                )
-            ],
-        )
+        store.append(plan_id, [renamed(actor, "Backfilled", T0 + timedelta(minutes=90))])
     elif change == "soft_delete":
         store.soft_delete(result.event_ids[1])
     else:
@@ -224,31 +221,17 @@ def test_snapshot_of_a_plan_written_in_one_append_reads_only_the_later_events(
     # snapshot's position sits inside a tie group: the tail is read from after
     # that instant, and a later write at exactly that instant stales it.
     plan_id, actor = plan
-    renames = [
-        NewEvent("schedule_updated", {**SCHEDULE, "name": f"n{i}"}, actor_user_id=actor)
-        for i in range(30)
-    ]
+    renames = [renamed(actor, f"n{i}") for i in range(30)]
     created = NewEvent("plan_created", {"name": "Tied"}, actor_user_id=actor)
     store.append(plan_id, [created, *renames])
     engine_.snapshot(PROJECTION, plan_id)
     instant = _snapshot_row(store, plan_id).position
     assert instant is not None
-    later = {**SCHEDULE, "name": "later"}
-    store.append(plan_id, [NewEvent("schedule_updated", later, actor_user_id=actor)])
+    store.append(plan_id, [renamed(actor, "later")])
     loaded = engine_.load(PROJECTION, plan_id)
     assert (loaded.from_snapshot, loaded.tail, loaded.event_count) == (True, 1, 32)
     assert loaded.hash == fresh_hash(engine_, plan_id)
-    store.append(
-        plan_id,
-        [
-            NewEvent(
-                "schedule_updated",
-                {**SCHEDULE, "name": "at the snapshot's instant"},
-                actor_user_id=actor,
-                occurred_at=instant.occurred_at,
-            )
-        ],
-    )
+    store.append(plan_id, [renamed(actor, "at the snapshot's instant", instant.occurred_at)])
     assert _snapshot_row(store, plan_id).stale
     loaded = engine_.load(PROJECTION, plan_id)
     assert not loaded.from_snapshot
@@ -297,10 +280,7 @@ def test_long_loads_with_and_without_a_snapshot_equal_a_fold_from_scratch(
     store.append(plan_id, workflow(actor)[:2])
 
     def renames(count: int, start: int) -> list[NewEvent]:
-        return [
-            NewEvent("schedule_updated", {**SCHEDULE, "name": f"n{start + i}"}, actor_user_id=actor)
-            for i in range(count)
-        ]
+        return [renamed(actor, f"n{start + i}") for i in range(count)]
 
     store.append(plan_id, renames(700, 0))
     whole = engine_.load(PROJECTION, plan_id)
@@ -398,17 +378,7 @@ def test_time_travel_answers_all_four_questions(
     k1 = _now(store)
     # Later: a rename is backfilled into the past (occurred between the two),
     # and the original schedule is retracted as a mistake.
-    store.append(
-        plan_id,
-        [
-            NewEvent(
-                "schedule_updated",
-                {**SCHEDULE, "name": "Backfilled name"},
-                actor_user_id=actor,
-                occurred_at=T0 + timedelta(minutes=30),
-            )
-        ],
-    )
+    store.append(plan_id, [renamed(actor, "Backfilled name", T0 + timedelta(minutes=30))])
     store.soft_delete(first.event_ids[1])
     k2 = _now(store)
 

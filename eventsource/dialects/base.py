@@ -51,19 +51,6 @@ EVENT_SELECT: Final = ", ".join(
 """The SELECT list of an event row: :data:`EVENT_COLUMNS`, the stage as text (on
 PostgreSQL an enum, which psycopg would load as bytes from a binary row)."""
 
-SNAPSHOT_IN_LOAD: Final = {
-    "id": "position_id",
-    "course_designer_plan_id": "plan_id",
-    "event_type": "state_hash",
-    "payload": "state",
-    "stage": "projection_version, event_count, position_rank and stale, as text",
-    "occurred_at": "position_occurred_at",
-    "created_at": "position_created_at",
-    "updated_at": "updated_at",
-    "deleted_at": "updated_at (set: the mark of the snapshot row)",
-}
-"""What a :meth:`Dialect.load_with_tail` snapshot row holds in each event column."""
-
 SNAPSHOT_COLUMNS: Final = (
     "plan_id",
     "projection",
@@ -340,8 +327,11 @@ class Dialect:
         often, a prepared statement. Every row has the :data:`EVENT_COLUMNS`, so
         an event decodes as any other. The snapshot row, if there is one, comes
         first and is the only row with a ``deleted_at`` (events here are live):
-        it carries the snapshot's columns in the events' places, as
-        :data:`SNAPSHOT_IN_LOAD` lists them. The position comes in through a
+        it carries the snapshot's columns in the events' places (id: position_id,
+        event_type: state_hash, payload: state, stage: projection_version,
+        event_count, position_rank and stale as text, occurred_at and created_at:
+        the position's, updated_at and deleted_at: updated_at; see
+        ``SnapshotRules.decode_load_snapshot``). The position comes in through a
         scalar subquery, evaluated once, so the timeline index seeks straight to
         it (a join would scan the plan). A snapshot that is missing, stale or of
         another ``version`` gives no position, and every live event qualifies.
@@ -399,7 +389,6 @@ class Dialect:
 
     min_timestamp: str = "'0000-01-01T00:00:00.000000Z'"
     """Before every stored timestamp (SQLite's text sorts as the instants do)."""
-    min_uuid: str = "'00000000-0000-0000-0000-000000000000'"
 
     def live(self, valid: bool, known: bool) -> list[str]:
         """Which rows count: live now, or as known at ``known_at``; by ``valid_at``."""
@@ -688,7 +677,6 @@ __all__ = [
     "EVENTS",
     "EVENT_COLUMNS",
     "SNAPSHOT_COLUMNS",
-    "SNAPSHOT_IN_LOAD",
     "Dialect",
     "Ranks",
     "rank_sql",

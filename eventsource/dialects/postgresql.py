@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Final
 from uuid import UUID
 
@@ -40,6 +41,12 @@ _new_event: Final = tuple.__new__
 SHORT_LOAD: Final = 500
 """Rows a load reads in one prepared execute before it streams instead (the
 default snapshot policy keeps a tail shorter)."""
+
+
+@cache
+def _short(sql: str) -> str:
+    """A load statement limited to one row past :data:`SHORT_LOAD` (built once)."""
+    return f"{sql} LIMIT {SHORT_LOAD + 1}"
 
 
 def _as_event(row: Any) -> RecordedEvent:
@@ -59,7 +66,6 @@ class PostgreSQL(Dialect):
         return super().literal(text).replace("%", "%%")
 
     min_timestamp = "'-infinity'::timestamptz"
-    min_uuid = "'00000000-0000-0000-0000-000000000000'::uuid"
 
     def clock(self, name: str) -> str:
         # now(): the transaction's start, the clock of the table's own defaults.
@@ -128,7 +134,7 @@ class PostgreSQL(Dialect):
         # used: one statement, one snapshot of the database, either way.
         # Binary rows, as fetch.
         with raw.cursor() as cursor:
-            cursor.execute(f"{sql} LIMIT {SHORT_LOAD + 1}", params, binary=True)
+            cursor.execute(_short(sql), params, binary=True)
             rows = cursor.fetchall()
         if len(rows) <= SHORT_LOAD:
             yield from rows
