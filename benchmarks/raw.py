@@ -43,8 +43,15 @@ __all__ = [
     "initial_count_state",
 ]
 
-SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
-"""The busy timeout the library's SQLite connections use."""
+SQLITE_PRAGMAS: Final = (
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 30000",
+    "PRAGMA cache_size = -65536",
+    "PRAGMA temp_store = MEMORY",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+)
+"""What the library's SQLite connections to a file run first (``eventsource.config``)."""
 
 FloorFold = tuple[dict[str, Any], str | None]
 """A floor fold's state (``count``, ``last``) and the last event's id, as text."""
@@ -391,8 +398,9 @@ class PostgresRaw:
 class SqliteRaw:
     """The stdlib ``sqlite3`` on the same file, with the library's pragmas.
 
-    WAL, ``synchronous = NORMAL``, foreign keys on and ``BEGIN IMMEDIATE`` for
-    writes, as ``eventsource.config`` sets them, so both pay the same durability.
+    WAL, ``synchronous = NORMAL``, foreign keys on, the same page cache and
+    ``BEGIN IMMEDIATE`` for writes, as ``eventsource.config`` sets them, so both
+    pay the same durability and read through the same cache.
     Values are stored as the library stores them: UUIDs as text, timestamps as
     fixed-width UTC text, payloads as JSON text.
     """
@@ -401,12 +409,7 @@ class SqliteRaw:
 
     def __init__(self, path: str) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None)
-        for pragma in (
-            "PRAGMA foreign_keys = ON",
-            f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}",
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = NORMAL",
-        ):
+        for pragma in SQLITE_PRAGMAS:
             self.conn.execute(pragma)
         self.insert_sql = INSERT.format(p="?")
         self.upsert_sql = SNAPSHOT_UPSERT.format(p="?")

@@ -36,7 +36,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
 
 from .backend import RetryPolicy, translate
-from .config import SQLITE_BUSY_TIMEOUT_MS, libpq_params, resolve_url
+from .config import SQLITE_BUSY_TIMEOUT_MS, libpq_params, resolve_url, sqlite_pragmas
 from .dialects import Dialect, PostgreSQL, SQLite
 from .errors import FoldFailed, SchemaMissing, StoreUnavailable, TransientError, UnknownEvent
 from .events import DEFAULT_MAX_PAYLOAD_BYTES, NewEvent, RecordedEvent
@@ -82,12 +82,7 @@ class _SQLitePool:
         conn = await aiosqlite.connect(
             self.path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000
         )
-        for pragma in (
-            "PRAGMA foreign_keys = ON",
-            f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}",
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = NORMAL",
-        ):
+        for pragma in sqlite_pragmas(file=self.path not in ("", ":memory:")):
             await conn.execute(pragma)
         return conn
 

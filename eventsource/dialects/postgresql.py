@@ -32,11 +32,14 @@ from functools import cache
 from typing import Any, Final
 from uuid import UUID
 
+import orjson
+
 from ..events import RecordedEvent
 from ..program import Many, Pipeline, Query
 from .base import EVENT_COLUMNS, EVENTS, Dialect
 
 _new_event: Final = tuple.__new__
+_loads: Final = orjson.loads
 
 SHORT_LOAD: Final = 500
 """Rows a load reads in one prepared execute before it streams instead (the
@@ -50,7 +53,12 @@ def _short(sql: str) -> str:
 
 
 def _as_event(row: Any) -> RecordedEvent:
-    return _new_event(RecordedEvent, row)
+    # psycopg decoded the rest; the payload comes as text (EVENT_SELECT).
+    ident, plan, kind, payload, stage, actor, occurred, created, updated, deleted = row
+    return _new_event(
+        RecordedEvent,
+        (ident, plan, kind, _loads(payload), stage, actor, occurred, created, updated, deleted),
+    )
 
 
 class PostgreSQL(Dialect):

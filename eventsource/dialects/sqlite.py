@@ -56,9 +56,6 @@ class SQLite(Dialect):
     def decode_uuid(self, value: Any) -> UUID:
         return fast_uuid(value)
 
-    def decode_json(self, value: Any) -> Any:
-        return _loads(value)
-
     def decoder(self, plan_id: UUID | None = None) -> Callable[[Any], RecordedEvent]:
         uuids: dict[str, UUID] = {} if plan_id is None else {str(plan_id): plan_id}
         stamps: dict[str, datetime] = {}
