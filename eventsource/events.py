@@ -697,17 +697,27 @@ def check_content(
     return Content(kind, form, encoded, column)
 
 
-def check_retraction(created_at: datetime, deleted_at: datetime | None) -> None:
-    """Refuse a ``deleted_at`` before ``created_at``: a row retracted before it was
-    recorded would be live at no record time, and ``known_at`` reads would disagree
-    with its own columns.
+def check_record_times(
+    created_at: datetime, updated_at: datetime, deleted_at: datetime | None
+) -> None:
+    """Refuse record times no row of the table can have: a ``deleted_at`` before
+    ``created_at`` (a row retracted before it was recorded would be live at no
+    record time, and ``known_at`` reads would disagree with its own columns), or
+    an ``updated_at`` before ``created_at`` (the host's ``set_timestamp`` trigger
+    only ever moves it forward from the insert's ``now()``).
 
     Raises:
-        InvalidInput: naming ``deleted_at``.
+        InvalidInput: naming ``deleted_at`` or ``updated_at``.
     """
     if deleted_at is not None and deleted_at < created_at:
         raise InvalidInput(
             f"deleted_at {deleted_at.isoformat()} is before created_at "
             f"{created_at.isoformat()}; an event cannot be retracted before it was recorded",
             field="deleted_at",
+        )
+    if updated_at < created_at:
+        raise InvalidInput(
+            f"updated_at {updated_at.isoformat()} is before created_at "
+            f"{created_at.isoformat()}; a row cannot change before it was recorded",
+            field="updated_at",
         )

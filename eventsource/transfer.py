@@ -51,7 +51,7 @@ from .events import (
     PayloadReaders,
     RecordedEvent,
     check_content,
-    check_retraction,
+    check_record_times,
     differing_fields,
     parse_json,
 )
@@ -96,9 +96,10 @@ def parse_lines(
 
     Each line goes through the checks an append makes (``events.check_content``:
     the same function, so an import refuses exactly what the API refuses), its
-    payload in the form the store writes; and ``deleted_at`` may not come before
-    ``created_at``. With ``readers``, payloads of the types projections read must
-    pass their models, deleted rows too (a restore would bring them back).
+    payload in the form the store writes; and neither ``deleted_at`` nor
+    ``updated_at`` may come before ``created_at``. With ``readers``, payloads of
+    the types projections read must pass their models, deleted rows too (a
+    restore would bring them back).
 
     Raises:
         InvalidInput: the message starts with ``line N:`` and names the field.
@@ -116,7 +117,7 @@ def parse_lines(
                 max_payload_bytes=max_payload_bytes,
                 readers=readers,
             )
-            check_retraction(event.created_at, event.deleted_at)
+            check_record_times(event.created_at, event.updated_at, event.deleted_at)
         except InvalidInput as exc:
             kind = InvalidEventPayload if isinstance(exc, InvalidEventPayload) else InvalidInput
             raise kind(f"line {number}: {exc}", field=exc.field) from None
