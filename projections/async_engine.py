@@ -10,12 +10,13 @@ async load of the same events give identical bytes.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsource import ConfigurationError, FoldFailed, WriteNotice
+from eventsource import ConfigurationError, EventSourceError, FoldFailed, WriteNotice
 from eventsource.async_store import AsyncEventStore, AsyncRaw
 
 from .engine import (
@@ -36,6 +37,8 @@ from .fold import fold
 from .typing import Projection
 
 S = TypeVar("S")
+
+log = logging.getLogger(__name__)
 
 
 class AsyncProjectionEngine:
@@ -178,6 +181,7 @@ class AsyncProjectionEngine:
             events = [e async for e in self.store.read(plan_id, tie_rank=projection.tie_rank)]
             second, mutated = fold_watching_inputs(projection, plan_id, events)
         except FoldFailed as failure:
+            await self.record_failure(failure)
             return VerifyReport(plan_id, "", "", None, "unfoldable", failure=failure)
         snapshot = await self.store.snapshot_row(plan_id, projection.name)
         status = snapshot_status(snapshot, projection)
@@ -187,6 +191,17 @@ class AsyncProjectionEngine:
             snap_hash = via.hash
             status = "ok" if via.hash == first.hash else "differs"
         return VerifyReport(plan_id, first.hash, second, snap_hash, status, mutated)
+
+    async def record_failure(self, failure: FoldFailed) -> bool:
+        """Quarantine the failing plan from a command that otherwise only reads
+        (``ProjectionEngine.record_failure``): best effort, logged where the role
+        cannot write; whether it was recorded."""
+        try:
+            await self.store.quarantine_failure(failure)
+        except EventSourceError as exc:
+            log.warning("could not quarantine plan %s: %s", failure.plan_id, exc)
+            return False
+        return True
 
 
 class AsyncInlineProjections:

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 
 from eventsource import AsyncEventStore, EventStore, FoldFailed, NewEvent, NoEventsAsOf, UnknownPlan
 from eventsource.transfer import import_events
-from projections import CourseDesignerPlanProjection, ProjectionEngine
+from projections import AsyncProjectionEngine, CourseDesignerPlanProjection, ProjectionEngine
 from projections.async_worker import AsyncWorker
 from projections.typing import Event, JSONValue
 from projections.worker import Worker, reconcile
@@ -235,6 +235,25 @@ def test_verify_names_the_unfoldable_plan_and_records_it(
     assert report.failure is not None
     assert report.failure.event_id == event
     assert [e.plan_id for e in store.quarantine()] == [bad]
+
+
+def test_the_asyncio_verify_records_the_unfoldable_plan_too(
+    engine: Engine, sync_store: EventStore, backend_url: str
+) -> None:
+    store = sync_store
+    good, bad, _, event = three_plans(engine, store)
+
+    async def verify() -> tuple[bool, str, UUID | None]:
+        async with AsyncEventStore.from_url(backend_url) as async_store:
+            projections = AsyncProjectionEngine(async_store, snapshot_every=None)
+            assert (await projections.verify(Fragile(), good)).ok
+            report = await projections.verify(Fragile(), bad)
+            failed = None if report.failure is None else report.failure.event_id
+            return report.ok, report.snapshot_status, failed
+
+    assert asyncio.run(verify()) == (False, "unfoldable", event)
+    (entry,) = store.quarantine()
+    assert (entry.plan_id, entry.event_id, entry.projection) == (bad, event, "fragile")
 
 
 def test_loading_the_plan_raises_an_error_naming_the_event_and_what_to_do(
