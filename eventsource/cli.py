@@ -54,7 +54,7 @@ from .failures import (
 from .jsonl import dumps_row, event_to_row
 from .outputs import output
 from .progress import progress_bar, progress_display, stderr
-from .render import event_blocks, terminal_width
+from .render import counted, event_blocks, terminal_width
 from .store import EventStore
 from .timeline_order import decode_cursor, encode_cursor, newest_first
 from .versions import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
@@ -510,10 +510,11 @@ def import_(
             ),
         )
     click.echo(
-        f"read {result.read} events: {result.inserted} inserted, {result.unchanged} "
-        f"already stored, {result.plans} plans changed"
+        f"read {counted(result.read, 'event')}: {result.inserted} inserted, {result.unchanged} "
+        f"already stored, {counted(result.plans, 'plan')} changed"
         + (
-            f"; created {result.users_created} users and {result.plans_created} plans"
+            f"; created {counted(result.users_created, 'user')} "
+            f"and {counted(result.plans_created, 'plan')}"
             if create_parents
             else ""
         )
@@ -548,7 +549,7 @@ def export(database_url: str | None, target: Path | None, plans: tuple[str, ...]
         progress_bar("exporting", len(plan_ids), unit="plans") as advance,
     ):
         count = export_file(store, handle, plan_ids, progress=advance)
-    line = f"wrote {count} events of {len(plan_ids)} plans"
+    line = f"wrote {counted(count, 'event')} of {counted(len(plan_ids), 'plan')}"
     if to_file:
         click.echo(f"{line} to {target}", err=True)
     else:

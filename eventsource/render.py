@@ -113,3 +113,8 @@ __all__ = [
     "type_width",
     "wrapped",
 ]
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 plan``, ``2 plans``, ``0 plans``: a count and its noun, in summaries."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -41,7 +41,7 @@ from eventsource.errors import FoldFailed, InvalidInput, NoEventsAsOf, UnknownPl
 from eventsource.jsonl import dumps_row, format_timestamp
 from eventsource.logformat import LOG_FORMATS, configure_logging
 from eventsource.outputs import check_replaceable, output
-from eventsource.render import terminal_width, wrapped
+from eventsource.render import counted, terminal_width, wrapped
 from eventsource.status import StoreStatus, store_status
 
 from .demo import run_demo
@@ -79,7 +79,7 @@ def _seconds(started: float) -> str:
 def _print_state(loaded: LoadedState[Any], projection: Projection[Any]) -> None:
     click.echo(
         f"plan {loaded.plan_id} ({projection.name} v{projection.version}, "
-        f"{loaded.event_count} events, hash {loaded.hash[:12]})"
+        f"{counted(loaded.event_count, 'event')}, hash {loaded.hash[:12]})"
     )
     data = loaded.json if isinstance(loaded.json, dict) else {"state": loaded.json}
     keys = max((len(key) for key in data), default=5) + 2
@@ -177,7 +177,7 @@ def state(
     if all_plans:
         folded = len(plan_ids) - len(failures) - absent
         summary(
-            f"folded {folded} plans with {chosen.name} v{chosen.version} in "
+            f"folded {counted(folded, 'plan')} with {chosen.name} v{chosen.version} in "
             f"{_seconds(started)}"
             + (f"; {absent} had no events yet then" if absent else "")
             + (
@@ -234,7 +234,7 @@ def replay(
         click.echo(f"quarantined {failure.plan_id}: {failure}", err=True)
     unchanged = len(report.still_quarantined)
     click.echo(
-        f"rebuilt {report.rebuilt} plans"
+        f"rebuilt {counted(report.rebuilt, 'plan')}"
         + (f", {skipped} already done by run {name!r}" if skipped else "")
         + f" with {chosen.name} v{chosen.version} in {_seconds(started)}"
         + _quarantined_note(len(report.quarantined))
@@ -309,7 +309,7 @@ def verify(
                 reason = f"snapshot {r.snapshot_status}"
             click.echo(f"{r.plan_id}: {reason}")
         click.echo(
-            f"verified {len(reports)} plans with {chosen.name} v{chosen.version}: "
+            f"verified {counted(len(reports), 'plan')} with {chosen.name} v{chosen.version}: "
             + ("all deterministic and consistent" if not bad else f"{len(bad)} differ")
         )
     if bad:
@@ -370,9 +370,11 @@ def worker(
         count = runner.drain()
         set_aside = _quarantined_note(runner.stats.quarantined)
         if runner.stopping:
-            click.echo(f"folded {count} plans{set_aside}; stopped before the queue was empty")
+            click.echo(
+                f"folded {counted(count, 'plan')}{set_aside}; stopped before the queue was empty"
+            )
         else:
-            click.echo(f"folded {count} plans{set_aside}; queue empty")
+            click.echo(f"folded {counted(count, 'plan')}{set_aside}; queue empty")
         return
     click.echo(
         f"worker for {chosen.name} v{chosen.version}: waiting for changes (Ctrl-C to stop)",
@@ -380,7 +382,7 @@ def worker(
     )
     runner.run_forever()
     click.echo(
-        f"stopped after folding {runner.stats.plans} plans"
+        f"stopped after folding {counted(runner.stats.plans, 'plan')}"
         f"{_quarantined_note(runner.stats.quarantined)}",
         err=True,
     )
@@ -463,7 +465,7 @@ def reconcile(
         click.echo(f"{finding.plan_id}: {finding.reason}")
     queued = sum(1 for finding in findings if finding.queued)
     click.echo(
-        f"checked {len(plan_ids)} plans; queued {queued} for the workers"
+        f"checked {counted(len(plan_ids), 'plan')}; queued {queued} for the workers"
         + _quarantined_note(len(findings) - queued)
     )
 
@@ -526,7 +528,8 @@ def _print_status(report: StoreStatus, database: str) -> None:
     click.echo(f"plans with events   {report.plans}")
     if report.feed.queued and report.feed.oldest_change_at is not None and age is not None:
         click.echo(
-            f"change feed         {report.feed.queued} plans queued; the oldest change is "
+            f"change feed         {counted(report.feed.queued, 'plan')} queued; "
+            "the oldest change is "
             f"{age:.1f}s old ({format_timestamp(report.feed.oldest_change_at)})"
         )
     else:
@@ -566,7 +569,7 @@ def _print_status(report: StoreStatus, database: str) -> None:
         click.echo("replay runs         in progress or interrupted (rerun with --run to resume):")
         for r in report.replay_runs:
             click.echo(
-                f"  {r.run}: {r.plans_done} plans done, last checkpoint "
+                f"  {r.run}: {counted(r.plans_done, 'plan')} done, last checkpoint "
                 f"{format_timestamp(r.last_finished_at)}"
             )
 
@@ -660,7 +663,7 @@ def generate(plans: int, seed: int, target: Path | None) -> None:
                 chunk = log.rows[start : start + WRITE_CHUNK]
                 handle.write("".join(dumps_row(row) + "\n" for row in chunk))
                 write(len(chunk))
-    line = f"wrote {len(log.rows)} events of {plans} plans"
+    line = f"wrote {counted(len(log.rows), 'event')} of {counted(plans, 'plan')}"
     if to_file:
         click.echo(f"{line} to {target} in {_seconds(started)}", err=True)
     else:

@@ -14,6 +14,7 @@ from eventsource.cli import command_name, progress_bar
 from eventsource.config import resolve_url
 from eventsource.connect import open_engine, where
 from eventsource.jsonl import dumps_row
+from eventsource.render import counted
 from eventsource.transfer import import_events
 
 from .engine import ProjectionEngine
@@ -36,7 +37,7 @@ def run_demo(database_url: str | None, *, plans: int, seed: int) -> None:
     store = EventStore(engine)
     result = import_events(store, (dumps_row(row) for row in log.rows), create_parents=True)
     console.print(
-        f"[bold]2. import[/] {result.read} generated events of {plans} plans "
+        f"[bold]2. import[/] {result.read} generated events of {counted(plans, 'plan')} "
         f"(seed {seed}): {result.inserted} new, {result.unchanged} already stored"
     )
     demo_report(store, console)

@@ -21,6 +21,7 @@ from eventsource.cli import (
     parse_uuid,
     progress_bar,
 )
+from eventsource.render import counted
 
 from .host_drift import DEFAULT_TOLERANCE, audit_targets, check_host_tables, host_drift
 from .typing import JSONValue
@@ -93,7 +94,7 @@ def command(
             console.print(table)
         deleted = sum(1 for p in report.plans if p.host_deleted_at is not None)
         click.echo(
-            f"checked {len(report.plans)} plans against the host's tables "
+            f"checked {counted(len(report.plans), 'plan')} against the host's tables "
             f"(times within {tolerance:g}s"
             + (f"; {deleted} deleted by the host" if deleted else "")
             + "): "

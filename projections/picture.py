@@ -46,6 +46,7 @@ from sqlalchemy import select
 from eventsource import STAGES, EventStore, RecordedEvent, UnknownPlan
 from eventsource.cli import open_store, parse_uuid
 from eventsource.jsonl import format_timestamp
+from eventsource.render import counted
 from eventsource.tables import retractions
 from eventsource.typing import ProjectionStore
 
@@ -802,7 +803,7 @@ def _chart(picture: PlanPicture, *, standalone: bool) -> tuple[str, _Layout]:
     name = plan_name(state)
     summary = (
         f"status {state.get('status')} · active stage {state.get('active_stage') or 'none'} · "
-        f"{len(picture.events)} events"
+        f"{counted(len(picture.events), 'event')}"
     )
     out.append(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="plan-chart" '
@@ -1089,7 +1090,7 @@ def render_html(picture: PlanPicture) -> str:
         f' · <span id="plan-events">{count}</span> events folded'
         f' · state <code id="plan-hash" title="{esc(digest)}">{esc(digest[:12])}</code></p>'
         f'<p class="meta">plan <code>{picture.plan_id}</code> · {esc(picture.projection)} '
-        f"v{picture.projection_version} · {len(picture.events)} events stored · drawn "
+        f"v{picture.projection_version} · {counted(len(picture.events), 'event')} stored · drawn "
         f"{esc(short_time(picture.now))}</p>"
         '<p class="viewing" id="viewing" aria-live="polite">Current state: as known now, '
         "latest valid time.</p></header>"
@@ -1183,7 +1184,7 @@ def with_picture(timeline: click.Command) -> click.Command:
             if path is not None:
                 write_text(path, render(picture))
                 click.echo(
-                    f"wrote the {what} of plan {plan_id} ({len(picture.events)} events, "
+                    f"wrote the {what} of plan {plan_id} ({counted(len(picture.events), 'event')}, "
                     f"{len(picture.views)} time-travel states) to {path}"
                     if what == "page"
                     else f"wrote the chart of plan {plan_id} to {path}"

@@ -22,6 +22,7 @@ import click
 
 from eventsource.cli import database_option, open_store, progress_bar
 from eventsource.jsonl import format_timestamp
+from eventsource.render import counted
 
 from .course_designer import PlanStatus
 from .drawing import (
@@ -175,7 +176,7 @@ def render_report(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Plans: {len(ordered)}</title><style>{asset('report.css')}</style></head><body>"
-        f"<header><h1>{len(ordered)} plans{esc(chosen)}</h1>"
+        f"<header><h1>{counted(len(ordered), 'plan')}{esc(chosen)}</h1>"
         f'<p class="chips">{chips}<span class="chip od">{overdue_plans} with overdue stages'
         "</span></p>"
         f'<p class="meta">Drawn {esc(short_time(now))} from each plan\'s current state. '
@@ -264,7 +265,7 @@ def report(
         link = (Path(_relative(pages, html_file.parent)) / "{plan_id}.html").as_posix()
     write_text(html_file, render_report(rows, now=now, link=link, statuses=statuses))
     click.echo(
-        f"wrote {len(rows)} plans to {html_file}"
+        f"wrote {counted(len(rows), 'plan')} to {html_file}"
         + (f" and their pages to {pages}" if pages is not None else "")
     )
 

@@ -24,7 +24,7 @@ from eventsource.cli import (
     progress_bar,
 )
 from eventsource.jsonl import format_timestamp
-from eventsource.render import terminal_width, wrapped
+from eventsource.render import counted, terminal_width, wrapped
 from eventsource.snapshots import QuarantineEntry
 
 from .engine import ProjectionEngine
@@ -143,7 +143,7 @@ def quarantine(
         for failure in still:
             click.echo(f"{failure.plan_id}: still cannot be folded: {failure.error}")
         click.echo(
-            f"retried {len(plan_ids)} plans with {chosen.name} v{chosen.version}: "
+            f"retried {counted(len(plan_ids), 'plan')} with {chosen.name} v{chosen.version}: "
             f"{len(plan_ids) - len(still)} folded and released, {len(still)} still quarantined"
         )
     if still:

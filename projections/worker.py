@@ -48,6 +48,7 @@ from eventsource.backend import with_retries
 from eventsource.errors import EventSourceError, FoldFailed
 from eventsource.events import same_json
 from eventsource.feed import CHANNEL
+from eventsource.render import counted
 from eventsource.status import FeedLag, feed_lag
 from eventsource.tables import events, snapshots
 from eventsource.typing import WorkerStore
@@ -463,11 +464,12 @@ def _check(
     covered_count, after_count, last_update = row
     if covered_count != snapshot.event_count:
         return (
-            f"snapshot covers {snapshot.event_count} events but {covered_count} are stored "
+            f"snapshot covers {counted(snapshot.event_count, 'event')} but "
+            f"{covered_count} are stored "
             "at or before its position (written outside the library)"
         )
     if after_count:
-        return f"{after_count} events after the snapshot"
+        return f"{counted(after_count, 'event')} after the snapshot"
     if last_update is not None and last_update > snapshot.updated_at:
         return "an event the snapshot covers was updated after it (outside the library)"
     if engine is not None:

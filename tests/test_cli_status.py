@@ -98,7 +98,7 @@ def test_status_follows_the_queue_and_the_snapshots(store: EventStore, backend_u
         "missing": 0,
     }
     table = invoke("status", "--database-url", backend_url).stdout
-    assert "1 plans queued; the oldest change is" in table
+    assert "1 plan queued; the oldest change is" in table
     assert f"{COURSE.name} v{COURSE.version}: 2 fresh, 1 stale, 1 of another version" in table
     assert "quarantined plans   none" in table
 
@@ -115,7 +115,7 @@ def test_status_lists_an_interrupted_replay_run(store: EventStore, backend_url: 
         engine.replay(COURSE, plans, run="nightly", batch_size=1, progress=stop_after_the_first)
     runs = status_json(backend_url)["replay_runs"]
     assert [(r["run"], r["plans_done"]) for r in runs] == [("nightly", 1)]
-    assert "nightly: 1 plans done" in invoke("status", "--database-url", backend_url).stdout
+    assert "nightly: 1 plan done" in invoke("status", "--database-url", backend_url).stdout
     # The CLI resumes it and says what was done before.
     resumed = invoke("replay", "--run", "nightly", "--database-url", backend_url).stdout
     assert resumed.startswith("rebuilt 2 plans, 1 already done by run 'nightly'")

@@ -204,7 +204,7 @@ def test_injection_shaped_plan_ids_on_the_cli_are_refused_and_touch_nothing(
         else:
             # A run name is a label stored as data: the replay works.
             assert result.exit_code == 0, result.output
-            assert "rebuilt 1 plans" in result.output
+            assert "rebuilt 1 plan" in result.output
     result = runner.invoke(
         main, ["timeline", str(plan_id), "--database-url", backend_url, "--before", hostile]
     )

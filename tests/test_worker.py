@@ -517,7 +517,7 @@ def test_sigterm_stops_an_idle_cli_worker_cleanly(
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert "stopped after folding 1 plans" in err
+    assert "stopped after folding 1 plan" in err
     assert "Traceback" not in err
     assert_snapshots_are_fresh_folds(store, [COURSE], [plan_id])
 
@@ -756,7 +756,7 @@ def test_cli_worker_once_and_reconcile_report_what_they_did(
     assert [json.loads(line)["plan_id"] for line in result.output.splitlines()] == [str(edited)]
 
     result = runner.invoke(main, ["worker", "--once", "--database-url", backend_url])
-    assert result.stdout.strip() == "folded 1 plans; queue empty"
+    assert result.stdout.strip() == "folded 1 plan; queue empty"
     result = runner.invoke(main, ["verify", "--database-url", backend_url])
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["reconcile", "--database-url", backend_url])
