@@ -102,19 +102,20 @@ def event_blocks(
             yield from wrapped(compact_json(event.payload), width)
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 plan``, ``2 plans``, ``0 plans``: a count and its noun, in summaries."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 __all__ = [
     "INDENT",
     "actor_label",
     "column_names",
     "compact_json",
+    "counted",
     "event_blocks",
     "header",
     "terminal_width",
     "type_width",
     "wrapped",
 ]
-
-
-def counted(count: int, noun: str) -> str:
-    """``1 plan``, ``2 plans``, ``0 plans``: a count and its noun, in summaries."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

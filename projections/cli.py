@@ -401,8 +401,7 @@ def _failure_json(failure: FoldFailed | None) -> dict[str, Any]:
 def _quarantined_note(count: int) -> str:
     if not count:
         return ""
-    plans = "plan" if count == 1 else "plans"
-    return f" ({count} {plans} quarantined: see eventsource quarantine)"
+    return f" ({counted(count, 'plan')} quarantined: see eventsource quarantine)"
 
 
 @click.command()
